@@ -1,0 +1,917 @@
+//! Confluent Schema Registry's REST API, for AVRO schemas.
+//!
+//! Handlers read the [`Model`] for queries. Changes go through [`write`]: take this instance's
+//! write lock, catch up with the log, decide against the current state, append, and answer only
+//! once the broker acknowledged the records and the reader applied them.
+
+use actix_web::http::header;
+use actix_web::web::{self, Bytes, Data, Path, Query};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::compat::{self, CompatibilityLevel};
+use crate::error::{ApiError, CONTENT_TYPE_V1};
+use crate::model::{Mode, Model, ParsedSchema, VersionEntry, VersionSpec};
+use crate::records::{
+    ConfigValue, DeleteSubjectValue, ModeValue, RecordKey, SchemaReference, SchemaValue,
+};
+use crate::store::Store;
+
+type Reply = Result<HttpResponse, ApiError>;
+
+/// Registers every route of the API on `config`.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/", web::get().to(root))
+        .route("/schemas/types", web::get().to(schema_types))
+        .route("/schemas/ids/{id}", web::get().to(schema_by_id))
+        .route("/schemas/ids/{id}/schema", web::get().to(raw_schema_by_id))
+        .route("/schemas/ids/{id}/subjects", web::get().to(subjects_by_id))
+        .route("/schemas/ids/{id}/versions", web::get().to(versions_by_id))
+        .route("/subjects", web::get().to(list_subjects))
+        .route("/subjects/{subject}", web::post().to(lookup))
+        .route("/subjects/{subject}", web::delete().to(delete_subject))
+        .route("/subjects/{subject}/versions", web::get().to(list_versions))
+        .route("/subjects/{subject}/versions", web::post().to(register))
+        .route(
+            "/subjects/{subject}/versions/{version}",
+            web::get().to(get_version),
+        )
+        .route(
+            "/subjects/{subject}/versions/{version}",
+            web::delete().to(delete_version),
+        )
+        .route(
+            "/subjects/{subject}/versions/{version}/schema",
+            web::get().to(get_raw_version),
+        )
+        .route(
+            "/subjects/{subject}/versions/{version}/referencedby",
+            web::get().to(referenced_by),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions/{version}",
+            web::post().to(compatibility_with_version),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions",
+            web::post().to(compatibility_with_all),
+        )
+        .route("/config", web::get().to(get_global_config))
+        .route("/config", web::put().to(put_global_config))
+        .route("/config", web::delete().to(delete_global_config))
+        .route("/config/{subject}", web::get().to(get_subject_config))
+        .route("/config/{subject}", web::put().to(put_subject_config))
+        .route("/config/{subject}", web::delete().to(delete_subject_config))
+        .route("/mode", web::get().to(get_global_mode))
+        .route("/mode", web::put().to(put_global_mode))
+        .route("/mode/{subject}", web::get().to(get_subject_mode))
+        .route("/mode/{subject}", web::put().to(put_subject_mode))
+        .route("/mode/{subject}", web::delete().to(delete_subject_mode));
+}
+
+// ---- helpers ----
+
+fn ok(body: Value) -> Reply {
+    Ok(HttpResponse::Ok().content_type(CONTENT_TYPE_V1).json(body))
+}
+
+/// Media types a request body may have.
+const ACCEPTED_BODY_TYPES: [&str; 4] = [
+    "application/vnd.schemaregistry.v1+json",
+    "application/vnd.schemaregistry+json",
+    "application/json",
+    "application/octet-stream",
+];
+
+/// Parses a JSON request body, answering like Confluent when it is not acceptable.
+fn body<T: DeserializeOwned>(request: &HttpRequest, bytes: &Bytes) -> Result<T, ApiError> {
+    if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
+        let content_type = content_type.to_str().unwrap_or_default();
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if !ACCEPTED_BODY_TYPES.contains(&essence.as_str()) {
+            return Err(ApiError::unsupported_media_type(content_type));
+        }
+    }
+    if bytes.is_empty() {
+        return Err(ApiError::malformed_json("the request body is empty"));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(ApiError::malformed_json)?;
+    serde_json::from_value(value).map_err(ApiError::unprocessable)
+}
+
+fn check_subject(subject: &str) -> Result<(), ApiError> {
+    if subject.is_empty() || subject.len() > 1024 || subject.chars().any(char::is_control) {
+        return Err(ApiError::invalid_subject(subject));
+    }
+    Ok(())
+}
+
+fn parse_version(text: &str) -> Result<VersionSpec, ApiError> {
+    if text.eq_ignore_ascii_case("latest") || text == "-1" {
+        return Ok(VersionSpec::Latest);
+    }
+    match text.parse::<u32>() {
+        Ok(n) if (1..=i32::MAX as u32).contains(&n) => Ok(VersionSpec::Number(n)),
+        _ => Err(ApiError::invalid_version(text)),
+    }
+}
+
+fn parse_id(text: &str) -> Result<u32, ApiError> {
+    text.parse::<u32>()
+        .map_err(|_| ApiError::schema_not_found(None))
+}
+
+fn parse_level(text: &str) -> Result<CompatibilityLevel, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::invalid_compatibility_level(text))
+}
+
+fn parse_mode(text: &str) -> Result<Mode, ApiError> {
+    text.parse().map_err(|_| ApiError::invalid_mode(text))
+}
+
+/// `{"subject", "version", "id", "schema"}` as Confluent shows one version.
+fn version_body(subject: &str, version: u32, id: u32, schema: &ParsedSchema) -> Value {
+    let mut body = json!({ "subject": subject, "version": version, "id": id });
+    add_schema(&mut body, schema);
+    body
+}
+
+fn add_schema(body: &mut Value, schema: &ParsedSchema) {
+    if let Value::Object(map) = body {
+        if !schema.references.is_empty() {
+            map.insert("references".into(), json!(schema.references));
+        }
+        map.insert("schema".into(), Value::String(schema.text.clone()));
+    }
+}
+
+/// The schema of a subject version, or the right 404.
+fn resolve_version(
+    model: &Model,
+    subject: &str,
+    spec: VersionSpec,
+    include_deleted: bool,
+    version_text: &str,
+) -> Result<(u32, VersionEntry), ApiError> {
+    if model.versions(subject, include_deleted).is_none() {
+        return Err(ApiError::subject_not_found(subject));
+    }
+    model
+        .version(subject, spec, include_deleted)
+        .ok_or_else(|| ApiError::version_not_found(version_text))
+}
+
+fn stored(model: &Model, id: u32) -> Result<&ParsedSchema, ApiError> {
+    model.schema(id).ok_or(ApiError::schema_not_found(Some(id)))
+}
+
+/// Tells, once the records are applied, whether ours won.
+type Verdict = Box<dyn Fn(&Model) -> bool + Send>;
+
+/// What a change wants written and how to answer.
+struct Change {
+    records: Vec<(RecordKey, Option<Value>)>,
+    answer: Value,
+    /// After the records are applied: did ours win? (`None`: nothing can conflict.)
+    won: Option<Verdict>,
+}
+
+/// Runs a change: decide on the current state, append, wait, answer; retried when another
+/// writer's record won a race.
+async fn write(
+    store: &Store,
+    decide: impl Fn(&Model) -> Result<Change, ApiError>,
+) -> Result<Value, ApiError> {
+    const ATTEMPTS: usize = 5;
+    let _guard = store.write_lock().await;
+    for _ in 0..ATTEMPTS {
+        store.sync().await?;
+        let change = decide(&store.model())?;
+        if change.records.is_empty() {
+            return Ok(change.answer);
+        }
+        store.append(change.records).await?;
+        match &change.won {
+            Some(won) if !won(&store.model()) => continue,
+            _ => return Ok(change.answer),
+        }
+    }
+    Err(ApiError::conflicting_writers())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| ApiError::unprocessable(e.to_string()))
+}
+
+// ---- queries ----
+
+#[derive(Deserialize)]
+struct DeletedQuery {
+    #[serde(default)]
+    deleted: bool,
+}
+
+#[derive(Deserialize)]
+struct SubjectsQuery {
+    #[serde(default)]
+    deleted: bool,
+    #[serde(default, rename = "subjectPrefix")]
+    subject_prefix: Option<String>,
+}
+
+async fn root() -> Reply {
+    ok(json!({}))
+}
+
+async fn schema_types() -> Reply {
+    ok(json!(["AVRO"]))
+}
+
+async fn schema_by_id(store: Data<Store>, id: Path<String>) -> Reply {
+    let id = parse_id(&id)?;
+    let model = store.model();
+    if model.usages(id, true).is_empty() {
+        return Err(ApiError::schema_not_found(Some(id)));
+    }
+    let mut body = json!({});
+    add_schema(&mut body, stored(&model, id)?);
+    ok(body)
+}
+
+async fn raw_schema_by_id(store: Data<Store>, id: Path<String>) -> Reply {
+    let id = parse_id(&id)?;
+    let model = store.model();
+    if model.usages(id, true).is_empty() {
+        return Err(ApiError::schema_not_found(Some(id)));
+    }
+    let text = &stored(&model, id)?.text;
+    Ok(HttpResponse::Ok()
+        .content_type(CONTENT_TYPE_V1)
+        .body(text.clone()))
+}
+
+async fn subjects_by_id(store: Data<Store>, id: Path<String>, query: Query<DeletedQuery>) -> Reply {
+    let id = parse_id(&id)?;
+    let model = store.model();
+    let usages = model.usages(id, query.deleted);
+    if model.usages(id, true).is_empty() {
+        return Err(ApiError::schema_not_found(Some(id)));
+    }
+    let mut subjects: Vec<String> = usages.into_iter().map(|(s, _)| s).collect();
+    subjects.dedup();
+    ok(json!(subjects))
+}
+
+async fn versions_by_id(store: Data<Store>, id: Path<String>, query: Query<DeletedQuery>) -> Reply {
+    let id = parse_id(&id)?;
+    let model = store.model();
+    if model.usages(id, true).is_empty() {
+        return Err(ApiError::schema_not_found(Some(id)));
+    }
+    let usages: Vec<Value> = model
+        .usages(id, query.deleted)
+        .into_iter()
+        .map(|(subject, version)| json!({ "subject": subject, "version": version }))
+        .collect();
+    ok(json!(usages))
+}
+
+async fn list_subjects(store: Data<Store>, query: Query<SubjectsQuery>) -> Reply {
+    let prefix = query.subject_prefix.as_deref().unwrap_or("");
+    let subjects: Vec<String> = store
+        .model()
+        .subjects(query.deleted)
+        .into_iter()
+        .filter(|s| s.starts_with(prefix))
+        .collect();
+    ok(json!(subjects))
+}
+
+async fn list_versions(
+    store: Data<Store>,
+    subject: Path<String>,
+    query: Query<DeletedQuery>,
+) -> Reply {
+    let versions = store
+        .model()
+        .versions(&subject, query.deleted)
+        .ok_or_else(|| ApiError::subject_not_found(&subject))?;
+    ok(json!(versions.iter().map(|(v, _)| *v).collect::<Vec<_>>()))
+}
+
+async fn get_version(
+    store: Data<Store>,
+    path: Path<(String, String)>,
+    query: Query<DeletedQuery>,
+) -> Reply {
+    let (subject, version_text) = path.into_inner();
+    let spec = parse_version(&version_text)?;
+    let model = store.model();
+    let (version, entry) = resolve_version(&model, &subject, spec, query.deleted, &version_text)?;
+    ok(version_body(
+        &subject,
+        version,
+        entry.id,
+        stored(&model, entry.id)?,
+    ))
+}
+
+async fn get_raw_version(
+    store: Data<Store>,
+    path: Path<(String, String)>,
+    query: Query<DeletedQuery>,
+) -> Reply {
+    let (subject, version_text) = path.into_inner();
+    let spec = parse_version(&version_text)?;
+    let model = store.model();
+    let (_, entry) = resolve_version(&model, &subject, spec, query.deleted, &version_text)?;
+    Ok(HttpResponse::Ok()
+        .content_type(CONTENT_TYPE_V1)
+        .body(stored(&model, entry.id)?.text.clone()))
+}
+
+async fn referenced_by(store: Data<Store>, path: Path<(String, String)>) -> Reply {
+    let (subject, version_text) = path.into_inner();
+    let spec = parse_version(&version_text)?;
+    let model = store.model();
+    let (version, _) = resolve_version(&model, &subject, spec, false, &version_text)?;
+    ok(json!(model.referenced_by(&subject, version)))
+}
+
+// ---- registration and look-up ----
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SchemaRequest {
+    schema: String,
+    #[serde(default)]
+    schema_type: Option<String>,
+    #[serde(default)]
+    references: Option<Vec<SchemaReference>>,
+    #[serde(default)]
+    version: Option<i64>,
+    #[serde(default)]
+    id: Option<i64>,
+}
+
+impl SchemaRequest {
+    fn parse(&self, model: &Model) -> Result<ParsedSchema, ApiError> {
+        if let Some(kind) = self.schema_type.as_deref() {
+            if !kind.eq_ignore_ascii_case("AVRO") {
+                return Err(ApiError::invalid_schema(format!(
+                    "Invalid schema type {kind}: this registry supports AVRO only"
+                )));
+            }
+        }
+        model
+            .parse(&self.schema, self.references.as_deref().unwrap_or(&[]))
+            .map_err(ApiError::invalid_schema)
+    }
+}
+
+/// The existing, visible versions of `subject` as (version, schema), oldest first.
+fn existing_schemas<'m>(
+    model: &'m Model,
+    subject: &str,
+) -> Result<Vec<(u32, &'m apache_avro::Schema)>, ApiError> {
+    model
+        .versions(subject, false)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(version, entry)| Ok((version, stored(model, entry.id)?.parsed.as_ref())))
+        .collect()
+}
+
+async fn register(
+    store: Data<Store>,
+    subject: Path<String>,
+    request: HttpRequest,
+    bytes: Bytes,
+) -> Reply {
+    let subject = subject.into_inner();
+    check_subject(&subject)?;
+    let input: SchemaRequest = body(&request, &bytes)?;
+    let answer = write(&store, |model| {
+        let mode = model.mode_for(&subject);
+        if matches!(mode, Mode::ReadOnly | Mode::ReadOnlyOverride) {
+            return Err(ApiError::not_permitted(format!(
+                "Subject {subject} is in read-only mode"
+            )));
+        }
+        let import = mode == Mode::Import;
+        let schema = input.parse(model)?;
+        if let Some((_, entry)) = model.find_in_subject(&subject, &schema, false) {
+            if let Some(id) = input.id.filter(|id| *id > 0) {
+                if id != i64::from(entry.id) {
+                    return Err(ApiError::id_does_not_match(entry.id));
+                }
+            }
+            return Ok(Change {
+                records: vec![],
+                answer: json!({ "id": entry.id }),
+                won: None,
+            });
+        }
+        if !import {
+            let existing = existing_schemas(model, &subject)?;
+            let messages = compat::check(model.level_for(&subject), &schema.parsed, &existing);
+            if !messages.is_empty() {
+                return Err(ApiError::incompatible(&subject, &messages));
+            }
+        }
+        let id = match (import, input.id.filter(|id| *id > 0)) {
+            (true, Some(id)) => {
+                let id = u32::try_from(id).map_err(|_| ApiError::unprocessable("id too large"))?;
+                if model
+                    .schema(id)
+                    .is_some_and(|s| s.canonical != schema.canonical)
+                {
+                    return Err(ApiError::id_does_not_match(id));
+                }
+                id
+            }
+            _ => model.id_of(&schema).unwrap_or_else(|| model.next_id()),
+        };
+        let version = match (import, input.version.filter(|v| *v > 0)) {
+            (true, Some(v)) => {
+                u32::try_from(v).map_err(|_| ApiError::invalid_version(&v.to_string()))?
+            }
+            _ => model.next_version(&subject),
+        };
+        let value = SchemaValue {
+            subject: subject.clone(),
+            version,
+            id,
+            schema_type: None,
+            references: schema.references.clone(),
+            schema: schema.text.clone(),
+            deleted: false,
+        };
+        let owned_subject = subject.clone();
+        Ok(Change {
+            records: vec![(RecordKey::schema(&subject, version), Some(to_json(&value)?))],
+            answer: json!({ "id": id }),
+            won: Some(Box::new(move |model: &Model| {
+                model
+                    .version(&owned_subject, VersionSpec::Number(version), true)
+                    .is_some_and(|(_, entry)| entry.id == id)
+            })),
+        })
+    })
+    .await?;
+    ok(answer)
+}
+
+async fn lookup(
+    store: Data<Store>,
+    subject: Path<String>,
+    query: Query<DeletedQuery>,
+    request: HttpRequest,
+    bytes: Bytes,
+) -> Reply {
+    let input: SchemaRequest = body(&request, &bytes)?;
+    let model = store.model();
+    if model.versions(&subject, query.deleted).is_none() {
+        return Err(ApiError::subject_not_found(&subject));
+    }
+    let schema = input.parse(&model)?;
+    let (version, entry) = model
+        .find_in_subject(&subject, &schema, query.deleted)
+        .ok_or(ApiError::schema_not_found(None))?;
+    ok(version_body(
+        &subject,
+        version,
+        entry.id,
+        stored(&model, entry.id)?,
+    ))
+}
+
+// ---- deletes ----
+
+#[derive(Deserialize)]
+struct PermanentQuery {
+    #[serde(default)]
+    permanent: bool,
+}
+
+fn soft_delete_record(
+    model: &Model,
+    subject: &str,
+    version: u32,
+    id: u32,
+) -> Result<(RecordKey, Option<Value>), ApiError> {
+    let schema = stored(model, id)?;
+    let value = SchemaValue {
+        subject: subject.to_string(),
+        version,
+        id,
+        schema_type: None,
+        references: schema.references.clone(),
+        schema: schema.text.clone(),
+        deleted: true,
+    };
+    Ok((RecordKey::schema(subject, version), Some(to_json(&value)?)))
+}
+
+fn refuse_if_referenced(model: &Model, subject: &str, version: u32) -> Result<(), ApiError> {
+    if model.referenced_by(subject, version).is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::reference_exists(subject, version))
+    }
+}
+
+async fn delete_subject(
+    store: Data<Store>,
+    subject: Path<String>,
+    query: Query<PermanentQuery>,
+) -> Reply {
+    let subject = subject.into_inner();
+    let permanent = query.permanent;
+    let answer = write(&store, |model| {
+        let all = model
+            .versions(&subject, true)
+            .ok_or_else(|| ApiError::subject_not_found(&subject))?;
+        let live: Vec<(u32, VersionEntry)> =
+            all.iter().filter(|(_, e)| !e.deleted).copied().collect();
+        let mut records = Vec::new();
+        let deleted: Vec<u32> = if permanent {
+            if !live.is_empty() {
+                return Err(ApiError::subject_not_soft_deleted(&subject));
+            }
+            for (version, _) in &all {
+                refuse_if_referenced(model, &subject, *version)?;
+                records.push((RecordKey::schema(&subject, *version), None));
+            }
+            if model.subject_level(&subject).is_some() {
+                records.push((RecordKey::config(Some(&subject)), None));
+            }
+            if model.subject_mode(&subject).is_some() {
+                records.push((RecordKey::mode(Some(&subject)), None));
+            }
+            all.iter().map(|(v, _)| *v).collect()
+        } else {
+            if live.is_empty() {
+                return Err(ApiError::subject_soft_deleted(&subject));
+            }
+            for (version, entry) in &live {
+                refuse_if_referenced(model, &subject, *version)?;
+                records.push(soft_delete_record(model, &subject, *version, entry.id)?);
+            }
+            let last = live.last().map_or(0, |(v, _)| *v);
+            records.push((
+                RecordKey::delete_subject(&subject),
+                Some(to_json(&DeleteSubjectValue {
+                    subject: subject.clone(),
+                    version: last,
+                })?),
+            ));
+            live.iter().map(|(v, _)| *v).collect()
+        };
+        Ok(Change {
+            records,
+            answer: json!(deleted),
+            won: None,
+        })
+    })
+    .await?;
+    ok(answer)
+}
+
+async fn delete_version(
+    store: Data<Store>,
+    path: Path<(String, String)>,
+    query: Query<PermanentQuery>,
+) -> Reply {
+    let (subject, version_text) = path.into_inner();
+    let spec = parse_version(&version_text)?;
+    let permanent = query.permanent;
+    let answer = write(&store, |model| {
+        if model.versions(&subject, true).is_none() {
+            return Err(ApiError::subject_not_found(&subject));
+        }
+        // A numbered version is found even when soft-deleted, so a second soft delete says
+        // 40406; `latest` means the newest live one unless deleting permanently.
+        let include_deleted = permanent || matches!(spec, VersionSpec::Number(_));
+        let (version, entry) = model
+            .version(&subject, spec, include_deleted)
+            .ok_or_else(|| ApiError::version_not_found(&version_text))?;
+        refuse_if_referenced(model, &subject, version)?;
+        let record = if permanent {
+            if !entry.deleted {
+                return Err(ApiError::version_not_soft_deleted(&subject, version));
+            }
+            (RecordKey::schema(&subject, version), None)
+        } else {
+            if entry.deleted {
+                return Err(ApiError::version_soft_deleted(&subject, version));
+            }
+            soft_delete_record(model, &subject, version, entry.id)?
+        };
+        Ok(Change {
+            records: vec![record],
+            answer: json!(version),
+            won: None,
+        })
+    })
+    .await?;
+    ok(answer)
+}
+
+// ---- compatibility ----
+
+#[derive(Deserialize)]
+struct VerboseQuery {
+    #[serde(default)]
+    verbose: bool,
+}
+
+fn compatibility_answer(messages: Vec<String>, verbose: bool) -> Reply {
+    let mut body = json!({ "is_compatible": messages.is_empty() });
+    if verbose {
+        body["messages"] = json!(messages);
+    }
+    ok(body)
+}
+
+async fn compatibility_with_version(
+    store: Data<Store>,
+    path: Path<(String, String)>,
+    query: Query<VerboseQuery>,
+    request: HttpRequest,
+    bytes: Bytes,
+) -> Reply {
+    let (subject, version_text) = path.into_inner();
+    let spec = parse_version(&version_text)?;
+    let input: SchemaRequest = body(&request, &bytes)?;
+    let model = store.model();
+    let schema = input.parse(&model)?;
+    let existing = match (spec, model.versions(&subject, false)) {
+        (VersionSpec::Latest, None) => vec![],
+        (VersionSpec::Number(_), None) => return Err(ApiError::subject_not_found(&subject)),
+        (spec, Some(_)) => {
+            let (version, entry) = model
+                .version(&subject, spec, false)
+                .ok_or_else(|| ApiError::version_not_found(&version_text))?;
+            vec![(version, stored(&model, entry.id)?.parsed.as_ref())]
+        }
+    };
+    let messages = compat::check(model.level_for(&subject), &schema.parsed, &existing);
+    compatibility_answer(messages, query.verbose)
+}
+
+async fn compatibility_with_all(
+    store: Data<Store>,
+    subject: Path<String>,
+    query: Query<VerboseQuery>,
+    request: HttpRequest,
+    bytes: Bytes,
+) -> Reply {
+    let input: SchemaRequest = body(&request, &bytes)?;
+    let model = store.model();
+    let schema = input.parse(&model)?;
+    let existing = existing_schemas(&model, &subject)?;
+    let level = model.level_for(&subject);
+    let messages = compat::check(level, &schema.parsed, &existing);
+    compatibility_answer(messages, query.verbose)
+}
+
+// ---- config ----
+
+#[derive(Deserialize)]
+struct ConfigRequest {
+    compatibility: Option<String>,
+    #[serde(rename = "compatibilityLevel")]
+    compatibility_level: Option<String>,
+}
+
+impl ConfigRequest {
+    fn level(&self) -> Result<CompatibilityLevel, ApiError> {
+        let text = self
+            .compatibility
+            .as_deref()
+            .or(self.compatibility_level.as_deref())
+            .ok_or_else(|| ApiError::invalid_compatibility_level(""))?;
+        parse_level(text)
+    }
+}
+
+#[derive(Deserialize)]
+struct DefaultToGlobal {
+    #[serde(default, rename = "defaultToGlobal")]
+    default_to_global: bool,
+}
+
+fn config_change(
+    subject: Option<&str>,
+    level: Option<CompatibilityLevel>,
+) -> Result<Vec<(RecordKey, Option<Value>)>, ApiError> {
+    let value = match level {
+        Some(level) => Some(to_json(&ConfigValue {
+            compatibility_level: Some(level),
+        })?),
+        None => None,
+    };
+    Ok(vec![(RecordKey::config(subject), value)])
+}
+
+async fn get_global_config(store: Data<Store>) -> Reply {
+    ok(json!({ "compatibilityLevel": store.model().global_level() }))
+}
+
+async fn put_global_config(store: Data<Store>, request: HttpRequest, bytes: Bytes) -> Reply {
+    let level = body::<ConfigRequest>(&request, &bytes)?.level()?;
+    let answer = write(&store, |_| {
+        Ok(Change {
+            records: config_change(None, Some(level))?,
+            answer: json!({ "compatibility": level }),
+            won: None,
+        })
+    })
+    .await?;
+    ok(answer)
+}
+
+async fn delete_global_config(store: Data<Store>) -> Reply {
+    let answer = write(&store, |model| {
+        Ok(Change {
+            records: config_change(None, None)?,
+            answer: json!({ "compatibilityLevel": model.global_level() }),
+            won: None,
+        })
+    })
+    .await?;
+    ok(answer)
+}
+
+async fn get_subject_config(
+    store: Data<Store>,
+    subject: Path<String>,
+    query: Query<DefaultToGlobal>,
+) -> Reply {
+    let model = store.model();
+    match model.subject_level(&subject) {
+        Some(level) => ok(json!({ "compatibilityLevel": level })),
+        None if query.default_to_global => {
+            ok(json!({ "compatibilityLevel": model.global_level() }))
+        }
+        None => Err(ApiError::subject_compatibility_not_configured(&subject)),
+    }
+}
+
+async fn put_subject_config(
+    store: Data<Store>,
+    subject: Path<String>,
+    request: HttpRequest,
+    bytes: Bytes,
+) -> Reply {
+    check_subject(&subject)?;
+    let level = body::<ConfigRequest>(&request, &bytes)?.level()?;
+    let answer = write(&store, |_| {
+        Ok(Change {
+            records: config_change(Some(&subject), Some(level))?,
+            answer: json!({ "compatibility": level }),
+            won: None,
+        })
+    })
+    .await?;
+    ok(answer)
+}
+
+async fn delete_subject_config(store: Data<Store>, subject: Path<String>) -> Reply {
+    let answer = write(&store, |model| {
+        let Some(level) = model.subject_level(&subject) else {
+            if !model.has_subject(&subject) {
+                return Err(ApiError::subject_not_found(&subject));
+            }
+            return Err(ApiError::subject_compatibility_not_configured(&subject));
+        };
+        Ok(Change {
+            records: config_change(Some(&subject), None)?,
+            answer: json!({ "compatibilityLevel": level }),
+            won: None,
+        })
+    })
+    .await?;
+    ok(answer)
+}
+
+// ---- mode ----
+
+#[derive(Deserialize)]
+struct ModeRequest {
+    mode: String,
+}
+
+#[derive(Deserialize)]
+struct ForceQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+fn mode_change(
+    subject: Option<&str>,
+    mode: Option<Mode>,
+) -> Result<Vec<(RecordKey, Option<Value>)>, ApiError> {
+    let value = match mode {
+        Some(mode) => Some(to_json(&ModeValue { mode })?),
+        None => None,
+    };
+    Ok(vec![(RecordKey::mode(subject), value)])
+}
+
+async fn get_global_mode(store: Data<Store>) -> Reply {
+    ok(json!({ "mode": store.model().global_mode() }))
+}
+
+async fn put_global_mode(
+    store: Data<Store>,
+    query: Query<ForceQuery>,
+    request: HttpRequest,
+    bytes: Bytes,
+) -> Reply {
+    let mode = parse_mode(&body::<ModeRequest>(&request, &bytes)?.mode)?;
+    let force = query.force;
+    let answer = write(&store, |model| {
+        if mode == Mode::Import && !force && !model.is_empty() {
+            return Err(ApiError::not_permitted(
+                "Cannot import since found existing subjects",
+            ));
+        }
+        Ok(Change {
+            records: mode_change(None, Some(mode))?,
+            answer: json!({ "mode": mode }),
+            won: None,
+        })
+    })
+    .await?;
+    ok(answer)
+}
+
+async fn get_subject_mode(
+    store: Data<Store>,
+    subject: Path<String>,
+    query: Query<DefaultToGlobal>,
+) -> Reply {
+    let model = store.model();
+    match model.subject_mode(&subject) {
+        Some(mode) => ok(json!({ "mode": mode })),
+        None if query.default_to_global => ok(json!({ "mode": model.global_mode() })),
+        None => Err(ApiError::subject_mode_not_configured(&subject)),
+    }
+}
+
+async fn put_subject_mode(
+    store: Data<Store>,
+    subject: Path<String>,
+    query: Query<ForceQuery>,
+    request: HttpRequest,
+    bytes: Bytes,
+) -> Reply {
+    check_subject(&subject)?;
+    let mode = parse_mode(&body::<ModeRequest>(&request, &bytes)?.mode)?;
+    let force = query.force;
+    let answer = write(&store, |model| {
+        if mode == Mode::Import && !force && model.has_subject(&subject) {
+            return Err(ApiError::not_permitted(
+                "Cannot import since found existing subjects",
+            ));
+        }
+        Ok(Change {
+            records: mode_change(Some(&subject), Some(mode))?,
+            answer: json!({ "mode": mode }),
+            won: None,
+        })
+    })
+    .await?;
+    ok(answer)
+}
+
+async fn delete_subject_mode(store: Data<Store>, subject: Path<String>) -> Reply {
+    let answer = write(&store, |model| {
+        let Some(mode) = model.subject_mode(&subject) else {
+            return Err(ApiError::subject_mode_not_configured(&subject));
+        };
+        Ok(Change {
+            records: mode_change(Some(&subject), None)?,
+            answer: json!({ "mode": mode }),
+            won: None,
+        })
+    })
+    .await?;
+    ok(answer)
+}
+
+/// Fallback for unknown paths, in Confluent's shape.
+pub async fn not_found() -> Reply {
+    Err(ApiError::not_found_route())
+}

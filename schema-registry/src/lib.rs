@@ -1,0 +1,149 @@
+//! A Confluent-compatible Schema Registry for Avro that keeps its state in a Kafka topic.
+//!
+//! Clients cannot tell it from Confluent's for AVRO schemas: same REST paths, bodies, error
+//! codes and content types, same compatibility rules, same `_schemas` record layout. It exists so
+//! the embedded stack runs without a JVM; in production, Confluent's registry takes its place.
+//!
+//! Map: [`api`] (HTTP), [`model`] (state and the rules that make replay deterministic),
+//! [`store`] (the Kafka topic), [`records`] (its record layout), [`compat`] (Avro schema
+//! resolution rules), [`error`] (Confluent's error answers).
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::web::{self, Data};
+use actix_web::{App, HttpResponse, HttpServer};
+use anyhow::Context;
+
+pub mod api;
+pub mod compat;
+pub mod error;
+pub mod model;
+pub mod records;
+pub mod store;
+
+use store::{Store, StoreSettings};
+
+/// The registry's settings, from flags or the environment.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "schema-registry", version, about)]
+pub struct Settings {
+    /// Kafka brokers holding the `_schemas` topic.
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub kafka_bootstrap_servers: String,
+    /// Address to listen on.
+    #[arg(long, env = "API_HOST", default_value = "127.0.0.1")]
+    pub api_host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "API_PORT", default_value_t = 8081)]
+    pub api_port: u16,
+    /// The topic storing every schema, config and mode change.
+    #[arg(long, env = "SCHEMA_REGISTRY_TOPIC", default_value = "_schemas")]
+    pub schema_registry_topic: String,
+    /// How long a write waits for the broker before answering 500 (error code 50002).
+    #[arg(long, env = "SCHEMA_REGISTRY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub schema_registry_timeout_ms: u64,
+    /// `fetch.wait.max.ms` of the topic reader (small for Tansu, which waits out the full time).
+    #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = 10)]
+    pub kafka_fetch_wait_max_ms: u32,
+    /// Extra librdkafka properties, `key=value`, repeatable (also `KAFKA_PROPERTY_<NAME>`).
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
+    pub kafka_properties: Vec<String>,
+}
+
+impl Settings {
+    /// Defaults for a broker at `bootstrap` on a free port (for tests).
+    pub fn for_tests(bootstrap: &str) -> Settings {
+        Settings {
+            kafka_bootstrap_servers: bootstrap.to_string(),
+            api_host: "127.0.0.1".to_string(),
+            api_port: 0,
+            schema_registry_topic: "_schemas".to_string(),
+            schema_registry_timeout_ms: 10_000,
+            kafka_fetch_wait_max_ms: 10,
+            kafka_properties: vec![],
+        }
+    }
+}
+
+/// The built registry: a bound listener, a loaded store and a server ready to run.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Replays the topic, binds the listener and builds the server.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let store = Store::open(StoreSettings {
+            bootstrap_servers: settings.kafka_bootstrap_servers.clone(),
+            topic: settings.schema_registry_topic.clone(),
+            kafka_properties: service_kit::kafka_properties(&settings.kafka_properties)?,
+            fetch_wait_max_ms: settings.kafka_fetch_wait_max_ms,
+            timeout: Duration::from_millis(settings.schema_registry_timeout_ms),
+        })
+        .await
+        .context("opening the schema store")?;
+        let listener = service_kit::bind(&settings.api_host, settings.api_port)?;
+        Self::serve(listener, store)
+    }
+
+    fn serve(listener: TcpListener, store: Store) -> anyhow::Result<Application> {
+        let port = listener
+            .local_addr()
+            .context("reading the bound port")?
+            .port();
+        let store = Data::new(store);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(store.clone())
+                .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("http"))
+                .route("/ui", web::get().to(ui))
+                .route("/ui/", web::get().to(ui))
+                .route("/health", web::get().to(health))
+                .route("/ready", web::get().to(ready))
+                .configure(api::routes)
+                .default_service(web::to(api::not_found))
+        })
+        .listen(listener)
+        .context("starting the HTTP server")?
+        .shutdown_timeout(10)
+        .run();
+        Ok(Application { port, server })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM (in-flight requests finish first).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn ui() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("ui/index.html"))
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(service_kit::status_body("alive"))
+}
+
+async fn ready(store: Data<Store>) -> HttpResponse {
+    match store.ping().await {
+        Ok(()) => HttpResponse::Ok().json(service_kit::status_body("ready")),
+        Err(e) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "status": "unavailable", "message": format!("Kafka is unreachable: {e}")
+        })),
+    }
+}

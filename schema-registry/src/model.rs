@@ -1,0 +1,522 @@
+//! The registry's state, rebuilt by applying the `_schemas` log in order.
+//!
+//! This module never touches the network. Every instance applies the same records in the same
+//! order with the same rules, so every instance arrives at the same state. Those rules are also
+//! what keeps IDs from colliding when two writers race: a record that would give an existing ID
+//! to a different schema, or an existing subject version to a different ID, is rejected on
+//! replay by everyone, and the writer that appended it sees the rejection and tries again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use apache_avro::Schema;
+use serde::{Deserialize, Serialize};
+
+use crate::compat::CompatibilityLevel;
+use crate::records::{
+    ConfigValue, DeleteSubjectValue, ModeValue, Record, RecordKey, SchemaReference, SchemaValue,
+};
+
+/// Confluent's registry modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Mode {
+    #[default]
+    #[serde(rename = "READWRITE")]
+    ReadWrite,
+    #[serde(rename = "READONLY")]
+    ReadOnly,
+    #[serde(rename = "READONLY_OVERRIDE")]
+    ReadOnlyOverride,
+    #[serde(rename = "IMPORT")]
+    Import,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = ();
+    fn from_str(text: &str) -> Result<Self, ()> {
+        match text.to_ascii_uppercase().as_str() {
+            "READWRITE" => Ok(Mode::ReadWrite),
+            "READONLY" => Ok(Mode::ReadOnly),
+            "READONLY_OVERRIDE" => Ok(Mode::ReadOnlyOverride),
+            "IMPORT" => Ok(Mode::Import),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A parsed schema with the text clients get back and the form used to compare schemas.
+#[derive(Debug, Clone)]
+pub struct ParsedSchema {
+    /// The schema as registered, re-serialized as compact JSON.
+    pub text: String,
+    pub references: Vec<SchemaReference>,
+    pub parsed: Arc<Schema>,
+    /// Equal for equivalent schemas whatever their whitespace or key order.
+    pub canonical: String,
+}
+
+/// Why a schema text could not be parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("Invalid schema: {0}")]
+    Invalid(String),
+    #[error("Invalid schema: reference {subject} version {version} does not exist")]
+    MissingReference { subject: String, version: u32 },
+}
+
+/// One version of a subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionEntry {
+    pub id: u32,
+    pub deleted: bool,
+}
+
+/// Which version a request names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionSpec {
+    Latest,
+    Number(u32),
+}
+
+/// The whole state of the registry.
+#[derive(Debug, Default)]
+pub struct Model {
+    schemas: BTreeMap<u32, ParsedSchema>,
+    by_canonical: HashMap<String, u32>,
+    subjects: BTreeMap<String, BTreeMap<u32, VersionEntry>>,
+    global_level: Option<CompatibilityLevel>,
+    subject_levels: BTreeMap<String, CompatibilityLevel>,
+    global_mode: Option<Mode>,
+    subject_modes: BTreeMap<String, Mode>,
+    max_id: u32,
+}
+
+/// What happened to a record on replay.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// Skipped for the reason given; every instance skips it the same way.
+    Rejected(String),
+}
+
+impl Model {
+    /// Parses `text` (with its references resolved against this state) into a [`ParsedSchema`].
+    pub fn parse(
+        &self,
+        text: &str,
+        references: &[SchemaReference],
+    ) -> Result<ParsedSchema, SchemaError> {
+        let json: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| SchemaError::Invalid(e.to_string()))?;
+        let compact = json.to_string();
+        let dependencies = self.reference_texts(references)?;
+        let parsed = if dependencies.is_empty() {
+            Schema::parse(&json).map_err(|e| SchemaError::Invalid(e.to_string()))?
+        } else {
+            Schema::parse_str_with_list(&compact, &dependencies)
+                .map_err(|e| SchemaError::Invalid(e.to_string()))?
+                .0
+        };
+        let mut canonical =
+            serde_json::to_string(&parsed).map_err(|e| SchemaError::Invalid(e.to_string()))?;
+        for reference in references {
+            canonical.push_str(&format!(
+                "|{}={}:{}",
+                reference.name, reference.subject, reference.version
+            ));
+        }
+        Ok(ParsedSchema {
+            text: compact,
+            references: references.to_vec(),
+            parsed: Arc::new(parsed),
+            canonical,
+        })
+    }
+
+    /// The texts of every schema `references` needs, dependencies first.
+    fn reference_texts(&self, references: &[SchemaReference]) -> Result<Vec<String>, SchemaError> {
+        let mut texts = Vec::new();
+        let mut stack: Vec<&SchemaReference> = references.iter().rev().collect();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(reference) = stack.pop() {
+            let missing = || SchemaError::MissingReference {
+                subject: reference.subject.clone(),
+                version: reference.version,
+            };
+            let entry = self
+                .subjects
+                .get(&reference.subject)
+                .and_then(|versions| versions.get(&reference.version))
+                .ok_or_else(missing)?;
+            let schema = self.schemas.get(&entry.id).ok_or_else(missing)?;
+            if seen.insert(entry.id) {
+                texts.push(schema.text.clone());
+                stack.extend(schema.references.iter());
+            }
+        }
+        texts.reverse();
+        Ok(texts)
+    }
+
+    /// Applies one record of the log.
+    pub fn apply(&mut self, record: Record) -> Outcome {
+        match record.key {
+            RecordKey::Schema {
+                subject, version, ..
+            } => match record.value {
+                None => self.remove_version(&subject, version),
+                Some(value) => match serde_json::from_value::<SchemaValue>(value) {
+                    Ok(value) => self.put_version(&subject, version, value),
+                    Err(e) => Outcome::Rejected(format!("unreadable schema value: {e}")),
+                },
+            },
+            RecordKey::Config { subject, .. } => {
+                let level = match record.value {
+                    None => None,
+                    Some(value) => match serde_json::from_value::<ConfigValue>(value) {
+                        Ok(config) => config.compatibility_level,
+                        Err(e) => return Outcome::Rejected(format!("unreadable config: {e}")),
+                    },
+                };
+                match (subject, level) {
+                    (None, level) => self.global_level = level,
+                    (Some(subject), Some(level)) => {
+                        self.subject_levels.insert(subject, level);
+                    }
+                    (Some(subject), None) => {
+                        self.subject_levels.remove(&subject);
+                    }
+                }
+                Outcome::Applied
+            }
+            RecordKey::Mode { subject, .. } => {
+                let mode = match record.value {
+                    None => None,
+                    Some(value) => match serde_json::from_value::<ModeValue>(value) {
+                        Ok(mode) => Some(mode.mode),
+                        Err(e) => return Outcome::Rejected(format!("unreadable mode: {e}")),
+                    },
+                };
+                match (subject, mode) {
+                    (None, mode) => self.global_mode = mode,
+                    (Some(subject), Some(mode)) => {
+                        self.subject_modes.insert(subject, mode);
+                    }
+                    (Some(subject), None) => {
+                        self.subject_modes.remove(&subject);
+                    }
+                }
+                Outcome::Applied
+            }
+            RecordKey::DeleteSubject { subject, .. } => {
+                let Some(value) = record.value else {
+                    return Outcome::Applied;
+                };
+                match serde_json::from_value::<DeleteSubjectValue>(value) {
+                    Ok(delete) => {
+                        if let Some(versions) = self.subjects.get_mut(&subject) {
+                            for (_, entry) in versions.range_mut(..=delete.version) {
+                                entry.deleted = true;
+                            }
+                        }
+                        Outcome::Applied
+                    }
+                    Err(e) => Outcome::Rejected(format!("unreadable delete: {e}")),
+                }
+            }
+            RecordKey::ClearSubject { .. } | RecordKey::Noop { .. } => Outcome::Applied,
+        }
+    }
+
+    fn put_version(&mut self, subject: &str, version: u32, value: SchemaValue) -> Outcome {
+        if let Some(kind) = value.schema_type.as_deref() {
+            if !kind.eq_ignore_ascii_case("AVRO") {
+                return Outcome::Rejected(format!("schema type {kind} is not supported"));
+            }
+        }
+        if value.subject != subject || value.version != version || version == 0 || value.id == 0 {
+            return Outcome::Rejected("key and value disagree".to_string());
+        }
+        let parsed = match self.parse(&value.schema, &value.references) {
+            Ok(parsed) => parsed,
+            Err(e) => return Outcome::Rejected(e.to_string()),
+        };
+        if let Some(existing) = self.schemas.get(&value.id) {
+            if existing.canonical != parsed.canonical {
+                return Outcome::Rejected(format!(
+                    "id {} already belongs to another schema",
+                    value.id
+                ));
+            }
+        }
+        if let Some(entry) = self.subjects.get(subject).and_then(|v| v.get(&version)) {
+            if entry.id != value.id {
+                return Outcome::Rejected(format!(
+                    "{subject} version {version} already has id {}",
+                    entry.id
+                ));
+            }
+        }
+        self.max_id = self.max_id.max(value.id);
+        self.by_canonical
+            .entry(parsed.canonical.clone())
+            .or_insert(value.id);
+        self.schemas.entry(value.id).or_insert(parsed);
+        self.subjects
+            .entry(subject.to_string())
+            .or_default()
+            .insert(
+                version,
+                VersionEntry {
+                    id: value.id,
+                    deleted: value.deleted,
+                },
+            );
+        Outcome::Applied
+    }
+
+    fn remove_version(&mut self, subject: &str, version: u32) -> Outcome {
+        if let Some(versions) = self.subjects.get_mut(subject) {
+            versions.remove(&version);
+            if versions.is_empty() {
+                self.subjects.remove(subject);
+            }
+        }
+        Outcome::Applied
+    }
+
+    // ---- queries ----
+
+    pub fn schema(&self, id: u32) -> Option<&ParsedSchema> {
+        self.schemas.get(&id)
+    }
+
+    /// The ID already given to an equivalent schema, if any.
+    pub fn id_of(&self, schema: &ParsedSchema) -> Option<u32> {
+        self.by_canonical.get(&schema.canonical).copied()
+    }
+
+    /// The ID the next new schema gets; IDs are never reused.
+    pub fn next_id(&self) -> u32 {
+        self.max_id + 1
+    }
+
+    /// The version the next registration under `subject` gets (soft-deleted versions count).
+    pub fn next_version(&self, subject: &str) -> u32 {
+        self.subjects
+            .get(subject)
+            .and_then(|versions| versions.keys().next_back())
+            .map_or(1, |v| v + 1)
+    }
+
+    /// Subject names, sorted; soft-deleted subjects only when asked.
+    pub fn subjects(&self, include_deleted: bool) -> Vec<String> {
+        self.subjects
+            .iter()
+            .filter(|(_, versions)| include_deleted || versions.values().any(|e| !e.deleted))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The versions of a subject; `None` when it has none (visible under the flag).
+    pub fn versions(
+        &self,
+        subject: &str,
+        include_deleted: bool,
+    ) -> Option<Vec<(u32, VersionEntry)>> {
+        let versions: Vec<(u32, VersionEntry)> = self
+            .subjects
+            .get(subject)?
+            .iter()
+            .filter(|(_, e)| include_deleted || !e.deleted)
+            .map(|(v, e)| (*v, *e))
+            .collect();
+        (!versions.is_empty()).then_some(versions)
+    }
+
+    /// Whether the subject has any version at all, deleted or not.
+    pub fn has_subject(&self, subject: &str) -> bool {
+        self.subjects.contains_key(subject)
+    }
+
+    /// One version of a subject. `Latest` is the newest visible one.
+    pub fn version(
+        &self,
+        subject: &str,
+        spec: VersionSpec,
+        include_deleted: bool,
+    ) -> Option<(u32, VersionEntry)> {
+        let versions = self.subjects.get(subject)?;
+        match spec {
+            VersionSpec::Latest => versions
+                .iter()
+                .rev()
+                .find(|(_, e)| include_deleted || !e.deleted)
+                .map(|(v, e)| (*v, *e)),
+            VersionSpec::Number(n) => versions
+                .get(&n)
+                .filter(|e| include_deleted || !e.deleted)
+                .map(|e| (n, *e)),
+        }
+    }
+
+    /// The version under `subject` holding a schema equivalent to `schema`, if any.
+    pub fn find_in_subject(
+        &self,
+        subject: &str,
+        schema: &ParsedSchema,
+        include_deleted: bool,
+    ) -> Option<(u32, VersionEntry)> {
+        let id = self.id_of(schema)?;
+        self.subjects
+            .get(subject)?
+            .iter()
+            .rev()
+            .find(|(_, e)| e.id == id && (include_deleted || !e.deleted))
+            .map(|(v, e)| (*v, *e))
+    }
+
+    /// Every (subject, version) that uses schema `id`.
+    pub fn usages(&self, id: u32, include_deleted: bool) -> Vec<(String, u32)> {
+        self.subjects
+            .iter()
+            .flat_map(|(subject, versions)| {
+                versions
+                    .iter()
+                    .filter(move |(_, e)| e.id == id && (include_deleted || !e.deleted))
+                    .map(move |(v, _)| (subject.clone(), *v))
+            })
+            .collect()
+    }
+
+    /// IDs of the live schemas that reference `subject` version `version`.
+    pub fn referenced_by(&self, subject: &str, version: u32) -> Vec<u32> {
+        self.schemas
+            .iter()
+            .filter(|(id, schema)| {
+                schema
+                    .references
+                    .iter()
+                    .any(|r| r.subject == subject && r.version == version)
+                    && !self.usages(**id, false).is_empty()
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    pub fn global_level(&self) -> CompatibilityLevel {
+        self.global_level.unwrap_or_default()
+    }
+
+    pub fn subject_level(&self, subject: &str) -> Option<CompatibilityLevel> {
+        self.subject_levels.get(subject).copied()
+    }
+
+    /// The level that applies to `subject`: its own, else the global one.
+    pub fn level_for(&self, subject: &str) -> CompatibilityLevel {
+        self.subject_level(subject)
+            .unwrap_or_else(|| self.global_level())
+    }
+
+    pub fn global_mode(&self) -> Mode {
+        self.global_mode.unwrap_or_default()
+    }
+
+    pub fn subject_mode(&self, subject: &str) -> Option<Mode> {
+        self.subject_modes.get(subject).copied()
+    }
+
+    pub fn mode_for(&self, subject: &str) -> Mode {
+        self.subject_mode(subject)
+            .unwrap_or_else(|| self.global_mode())
+    }
+
+    /// Whether any schema has been registered (Confluent refuses IMPORT mode then, unless forced).
+    pub fn is_empty(&self) -> bool {
+        self.schemas.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema_record(subject: &str, version: u32, id: u32, schema: &str) -> Record {
+        Record {
+            key: RecordKey::schema(subject, version),
+            value: Some(serde_json::json!({
+                "subject": subject, "version": version, "id": id, "schema": schema, "deleted": false
+            })),
+        }
+    }
+
+    const A: &str = r#"{"type":"record","name":"A","fields":[{"name":"x","type":"int"}]}"#;
+    const B: &str = r#"{"type":"record","name":"B","fields":[{"name":"y","type":"string"}]}"#;
+
+    #[test]
+    fn equivalent_texts_have_one_canonical_form() -> anyhow::Result<()> {
+        let model = Model::default();
+        let spaced = "{ \"fields\": [ {\"type\":\"int\", \"name\":\"x\"} ], \"name\": \"A\", \"type\": \"record\" }";
+        assert_eq!(
+            model.parse(A, &[])?.canonical,
+            model.parse(spaced, &[])?.canonical
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_id_given_to_another_schema_is_rejected_on_replay() {
+        let mut model = Model::default();
+        assert_eq!(model.apply(schema_record("a", 1, 1, A)), Outcome::Applied);
+        assert!(matches!(
+            model.apply(schema_record("b", 1, 1, B)),
+            Outcome::Rejected(_)
+        ));
+        assert_eq!(model.subjects(true), vec!["a".to_string()]);
+        assert_eq!(model.next_id(), 2);
+    }
+
+    #[test]
+    fn a_subject_version_given_twice_keeps_the_first() {
+        let mut model = Model::default();
+        assert_eq!(model.apply(schema_record("a", 1, 1, A)), Outcome::Applied);
+        assert!(matches!(
+            model.apply(schema_record("a", 1, 2, B)),
+            Outcome::Rejected(_)
+        ));
+        assert_eq!(
+            model
+                .version("a", VersionSpec::Latest, false)
+                .map(|v| v.1.id),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_tombstone_removes_the_version_but_not_the_id_watermark() {
+        let mut model = Model::default();
+        model.apply(schema_record("a", 1, 5, A));
+        model.apply(Record {
+            key: RecordKey::schema("a", 1),
+            value: None,
+        });
+        assert!(model.subjects(true).is_empty());
+        assert_eq!(model.next_id(), 6);
+    }
+
+    #[test]
+    fn subject_config_falls_back_to_global() {
+        let mut model = Model::default();
+        model.apply(Record {
+            key: RecordKey::config(None),
+            value: Some(serde_json::json!({"compatibilityLevel": "FULL"})),
+        });
+        assert_eq!(model.level_for("x"), CompatibilityLevel::Full);
+        model.apply(Record {
+            key: RecordKey::config(Some("x")),
+            value: Some(serde_json::json!({"compatibilityLevel": "NONE"})),
+        });
+        assert_eq!(model.level_for("x"), CompatibilityLevel::None);
+    }
+}

@@ -1,0 +1,290 @@
+//! The `_schemas` topic as the registry's only storage.
+//!
+//! One task reads the topic from the beginning, forever, and applies each record to the
+//! [`Model`]. Writes never touch the model directly: a writer appends records (acks=all,
+//! idempotent), waits until the reader has applied them, and then looks at the model to see
+//! whether they won (see `model` for the rules). So a restart, a second instance and this
+//! instance all see one history: the log.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tokio::sync::{watch, Mutex, MutexGuard};
+
+use crate::model::{Model, Outcome};
+use crate::records::{Record, RecordKey};
+
+/// How to reach the topic.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub bootstrap_servers: String,
+    pub topic: String,
+    /// librdkafka properties passed through (SASL, TLS, ...).
+    pub kafka_properties: Vec<(String, String)>,
+    /// `fetch.wait.max.ms` for the reader. Tansu holds a fetch for this long even when data is
+    /// there, so a small value keeps writes fast; Apache Kafka answers early and does not care.
+    pub fetch_wait_max_ms: u32,
+    /// How long a write may wait for the broker and for the reader.
+    pub timeout: Duration,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Error in the backend data store: {0}")]
+    Kafka(String),
+    #[error("Operation timed out: {0}")]
+    Timeout(String),
+}
+
+/// The model, the reader that keeps it current and the producer that appends to the log.
+pub struct Store {
+    model: Arc<RwLock<Model>>,
+    producer: FutureProducer,
+    watermarks: Arc<BaseConsumer>,
+    applied: watch::Receiver<i64>,
+    write_lock: Mutex<()>,
+    settings: StoreSettings,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Store {
+    /// Creates the topic if needed, starts the reader and waits until it has replayed the log.
+    pub async fn open(settings: StoreSettings) -> anyhow::Result<Store> {
+        let client_config = |extra: &[(&str, &str)]| {
+            let mut config = ClientConfig::new();
+            config.set("bootstrap.servers", &settings.bootstrap_servers);
+            for (key, value) in &settings.kafka_properties {
+                config.set(key, value);
+            }
+            for (key, value) in extra {
+                config.set(*key, *value);
+            }
+            config
+        };
+        ensure_topic(&client_config(&[]), &settings).await?;
+
+        let timeout_ms = settings.timeout.as_millis().to_string();
+        let producer: FutureProducer = client_config(&[
+            ("acks", "all"),
+            ("enable.idempotence", "true"),
+            ("linger.ms", "0"),
+            ("message.timeout.ms", &timeout_ms),
+        ])
+        .create()
+        .context("creating the _schemas producer")?;
+        let fetch_wait = settings.fetch_wait_max_ms.to_string();
+        let consumer_config = client_config(&[
+            ("group.id", "schema-registry-reader"),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("fetch.wait.max.ms", &fetch_wait),
+            ("enable.partition.eof", "false"),
+        ]);
+        let reader: StreamConsumer = consumer_config
+            .create()
+            .context("creating the _schemas reader")?;
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(&settings.topic, 0, Offset::Beginning)
+            .context("building the reader's assignment")?;
+        reader
+            .assign(&assignment)
+            .context("assigning the _schemas partition")?;
+        let watermarks: BaseConsumer = consumer_config
+            .create()
+            .context("creating the watermark client")?;
+
+        let model = Arc::new(RwLock::new(Model::default()));
+        let (applied_tx, applied) = watch::channel(0_i64);
+        let reader = tokio::spawn(read_forever(reader, model.clone(), applied_tx));
+        let store = Store {
+            model,
+            producer,
+            watermarks: Arc::new(watermarks),
+            applied,
+            write_lock: Mutex::new(()),
+            settings,
+            reader,
+        };
+        store
+            .sync()
+            .await
+            .context("replaying the _schemas topic at start-up")?;
+        Ok(store)
+    }
+
+    /// A read view of the current state.
+    pub fn model(&self) -> RwLockReadGuard<'_, Model> {
+        // A poisoned lock only means a panic happened while applying; the data is still the
+        // last consistent state, because `apply` mutates only after its checks.
+        self.model.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serializes this instance's writes (another instance is handled by the log rules).
+    pub async fn write_lock(&self) -> MutexGuard<'_, ()> {
+        self.write_lock.lock().await
+    }
+
+    /// Waits until the reader has applied everything in the log at this moment.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        let client = self.watermarks.clone();
+        let topic = self.settings.topic.clone();
+        let timeout = self.settings.timeout;
+        let (_, high) =
+            tokio::task::spawn_blocking(move || client.fetch_watermarks(&topic, 0, timeout))
+                .await
+                .map_err(|e| StoreError::Kafka(format!("watermark task failed: {e}")))?
+                .map_err(|e| StoreError::Kafka(format!("cannot read the end of the log: {e}")))?;
+        self.wait_applied(high).await
+    }
+
+    /// Is the broker reachable right now?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.watermarks.clone();
+        let topic = self.settings.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            client.fetch_watermarks(&topic, 0, Duration::from_secs(2))
+        })
+        .await
+        .map_err(|e| StoreError::Kafka(e.to_string()))?
+        .map(|_| ())
+        .map_err(|e| StoreError::Kafka(e.to_string()))
+    }
+
+    /// Waits until the reader's position is past `end` (an exclusive offset).
+    async fn wait_applied(&self, end: i64) -> Result<(), StoreError> {
+        let mut applied = self.applied.clone();
+        tokio::time::timeout(self.settings.timeout, applied.wait_for(|pos| *pos >= end))
+            .await
+            .map_err(|_| {
+                StoreError::Timeout(format!(
+                    "the reader did not reach offset {end} within {:?}",
+                    self.settings.timeout
+                ))
+            })?
+            .map_err(|_| StoreError::Kafka("the reader stopped".to_string()))?;
+        Ok(())
+    }
+
+    /// Appends records in order, waits for the broker's acknowledgement of each and then for
+    /// the reader to have applied them.
+    pub async fn append(
+        &self,
+        records: Vec<(RecordKey, Option<serde_json::Value>)>,
+    ) -> Result<(), StoreError> {
+        let mut last = -1;
+        for (key, value) in records {
+            let key = serde_json::to_vec(&key)
+                .map_err(|e| StoreError::Kafka(format!("encoding a key: {e}")))?;
+            let value = match value {
+                Some(value) => Some(
+                    serde_json::to_vec(&value)
+                        .map_err(|e| StoreError::Kafka(format!("encoding a value: {e}")))?,
+                ),
+                None => None,
+            };
+            let mut record = FutureRecord::to(&self.settings.topic)
+                .key(&key)
+                .partition(0);
+            if let Some(value) = value.as_ref() {
+                record = record.payload(value);
+            }
+            let delivery = self
+                .producer
+                .send(record, self.settings.timeout)
+                .await
+                .map_err(|(e, _)| StoreError::Kafka(format!("the broker refused a write: {e}")))?;
+            last = delivery.offset;
+        }
+        if last >= 0 {
+            self.wait_applied(last + 1).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+async fn read_forever(
+    consumer: StreamConsumer,
+    model: Arc<RwLock<Model>>,
+    applied: watch::Sender<i64>,
+) {
+    loop {
+        match consumer.recv().await {
+            Ok(message) => {
+                let outcome = match Record::decode(message.key(), message.payload()) {
+                    Ok(record) => {
+                        let mut model = model.write().unwrap_or_else(|e| e.into_inner());
+                        model.apply(record)
+                    }
+                    Err(e) => Outcome::Rejected(e.to_string()),
+                };
+                if let Outcome::Rejected(reason) = outcome {
+                    tracing::warn!(offset = message.offset(), %reason, "skipped a _schemas record");
+                }
+                applied.send_replace(message.offset() + 1);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading _schemas failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Creates the single-partition, compacted topic unless it exists.
+async fn ensure_topic(config: &ClientConfig, settings: &StoreSettings) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().context("creating an admin client")?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, settings.timeout)
+        .with_context(|| {
+            format!(
+                "cannot reach the Kafka broker at {}",
+                settings.bootstrap_servers
+            )
+        })?;
+    if let Some(topic) = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == settings.topic && t.error().is_none())
+    {
+        if topic.partitions().len() != 1 {
+            anyhow::bail!(
+                "topic {} has {} partitions; the registry needs exactly one",
+                settings.topic,
+                topic.partitions().len()
+            );
+        }
+        return Ok(());
+    }
+    let replication = metadata.brokers().len().clamp(1, 3) as i32;
+    let topic = NewTopic::new(&settings.topic, 1, TopicReplication::Fixed(replication))
+        .set("cleanup.policy", "compact");
+    let results = admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .with_context(|| format!("creating topic {}", settings.topic))?;
+    for result in results {
+        match result {
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => anyhow::bail!("creating topic {name}: {code}"),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! Plumbing shared by the three HTTP binaries (schema-registry, cart-service, order-service).
+//!
+//! Each binary needs the same few things around its own routes: tracing set up from the
+//! environment, a listener bound before the server starts (so tests can ask for port 0 and read
+//! back the real port), and a clear message when the port is taken. Writing them once here keeps
+//! the services about their domain.
+
+use std::net::TcpListener;
+
+use anyhow::Context;
+
+pub mod telemetry;
+
+/// Binds `host:port` (port 0 picks a free one) and explains the usual failure.
+pub fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
+    let address = format!("{host}:{port}");
+    TcpListener::bind(&address).with_context(|| {
+        format!(
+            "cannot listen on {address}: is another process using the port? \
+             Set API_PORT (or --api-port) to use another one"
+        )
+    })
+}
+
+/// A JSON body `{"status": "..."}` for `/health`-style answers.
+pub fn status_body(status: &str) -> serde_json::Value {
+    serde_json::json!({ "status": status })
+}
+
+/// librdkafka properties passed through from the environment, for SASL/TLS clusters and tuning.
+///
+/// Every variable `KAFKA_PROPERTY_<NAME>` becomes the property `<name>` with `_` read as `.`
+/// (`KAFKA_PROPERTY_SECURITY_PROTOCOL=SASL_SSL` sets `security.protocol`). Flags given on the
+/// command line as `--kafka-property key=value` come after, so they win.
+pub fn kafka_properties(flags: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    const PREFIX: &str = "KAFKA_PROPERTY_";
+    let mut properties: Vec<(String, String)> = std::env::vars()
+        .filter_map(|(name, value)| {
+            name.strip_prefix(PREFIX)
+                .map(|rest| (rest.to_ascii_lowercase().replace('_', "."), value))
+        })
+        .collect();
+    properties.sort();
+    for flag in flags {
+        let (key, value) = flag
+            .split_once('=')
+            .with_context(|| format!("--kafka-property {flag:?} is not key=value"))?;
+        properties.push((key.trim().to_string(), value.to_string()));
+    }
+    Ok(properties)
+}
