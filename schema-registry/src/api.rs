@@ -214,15 +214,41 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
 
 // ---- queries ----
 
+/// A boolean query flag as clients send it: `true`, `True`, `TRUE`, `1` (and the negatives).
+/// Confluent's Python client sends Python's `True`/`False` spelling.
+fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(serde::de::Error::custom(format!(
+            "'{text}' is not a boolean (true or false)"
+        ))),
+    }
+}
+
+/// Turns an unreadable query string into a Confluent error body instead of plain text.
+pub fn query_error(
+    error: actix_web::error::QueryPayloadError,
+    _: &HttpRequest,
+) -> actix_web::Error {
+    ApiError::new(
+        actix_web::http::StatusCode::BAD_REQUEST,
+        400,
+        format!("Invalid query parameter: {error}"),
+    )
+    .into()
+}
+
 #[derive(Deserialize)]
 struct DeletedQuery {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flag")]
     deleted: bool,
 }
 
 #[derive(Deserialize)]
 struct SubjectsQuery {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flag")]
     deleted: bool,
     #[serde(default, rename = "subjectPrefix")]
     subject_prefix: Option<String>,
@@ -499,7 +525,7 @@ async fn lookup(
 
 #[derive(Deserialize)]
 struct PermanentQuery {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flag")]
     permanent: bool,
 }
 
@@ -631,7 +657,7 @@ async fn delete_version(
 
 #[derive(Deserialize)]
 struct VerboseQuery {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flag")]
     verbose: bool,
 }
 
@@ -707,7 +733,7 @@ impl ConfigRequest {
 
 #[derive(Deserialize)]
 struct DefaultToGlobal {
-    #[serde(default, rename = "defaultToGlobal")]
+    #[serde(default, rename = "defaultToGlobal", deserialize_with = "flag")]
     default_to_global: bool,
 }
 
@@ -814,7 +840,7 @@ struct ModeRequest {
 
 #[derive(Deserialize)]
 struct ForceQuery {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flag")]
     force: bool,
 }
 

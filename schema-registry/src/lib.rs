@@ -103,6 +103,7 @@ impl Application {
             App::new()
                 .app_data(store.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                .app_data(web::QueryConfig::default().error_handler(api::query_error))
                 .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("http"))
                 .route("/ui", web::get().to(ui))
                 .route("/ui/", web::get().to(ui))
@@ -146,4 +147,34 @@ async fn ready(store: Data<Store>) -> HttpResponse {
             "status": "unavailable", "message": format!("Kafka is unreachable: {e}")
         })),
     }
+}
+
+/// A registry serving from a task of this process (for embedding it, and for tests); it stops
+/// when dropped.
+pub struct Running {
+    url: String,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Builds the registry and serves it on a tokio task of the current runtime.
+pub async fn spawn(settings: Settings) -> anyhow::Result<Running> {
+    let app = Application::build(settings).await?;
+    let url = format!("http://127.0.0.1:{}", app.port());
+    Ok(Running {
+        url,
+        server: tokio::spawn(app.run_until_stopped()),
+    })
 }

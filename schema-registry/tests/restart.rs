@@ -60,11 +60,9 @@ async fn a_restarted_registry_keeps_ids_versions_and_config() -> anyhow::Result<
 async fn two_instances_on_one_topic_never_hand_out_one_id_twice() -> anyhow::Result<()> {
     let first = TestRegistry::start().await?;
     let broker_address = first.broker.bootstrap_servers();
-    let app =
-        schema_registry::Application::build(schema_registry::Settings::for_tests(&broker_address))
-            .await?;
-    let second_url = format!("http://127.0.0.1:{}", app.port());
-    let server = tokio::spawn(app.run_until_stopped());
+    let second =
+        schema_registry::spawn(schema_registry::Settings::for_tests(&broker_address)).await?;
+    let second_url = second.url().to_string();
 
     // Both register different schemas at the same time, many times.
     let mut tasks = vec![];
@@ -105,6 +103,6 @@ async fn two_instances_on_one_topic_never_hand_out_one_id_twice() -> anyhow::Res
             "id {id}: {body}"
         );
     }
-    server.abort();
+    drop(second);
     Ok(())
 }

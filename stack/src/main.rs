@@ -109,14 +109,54 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
 }
 
+/// Confluent's Python client, used by the interop tests as a client nobody here wrote.
+const CONFLUENT_KAFKA: &str = "confluent-kafka[avro,schemaregistry]==2.16.0";
+
+/// A virtualenv under `.tools/venv` with Confluent's Python client (created once).
+fn ensure_python() -> anyhow::Result<PathBuf> {
+    let venv = root().join(testkit::TOOLS_DIR).join("venv");
+    let python = venv.join("bin").join("python");
+    let ready = |python: &PathBuf| {
+        Command::new(python)
+            .args(["-c", "import confluent_kafka.schema_registry.avro"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ready(&python) {
+        return Ok(python);
+    }
+    eprintln!("stack: creating {} with {CONFLUENT_KAFKA}", venv.display());
+    let status = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv)
+        .status()
+        .context("running python3 -m venv (is python3 with venv installed?)")?;
+    if !status.success() {
+        bail!("python3 -m venv failed ({status})");
+    }
+    let status = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", CONFLUENT_KAFKA])
+        .status()
+        .context("running pip install")?;
+    if !status.success() || !ready(&python) {
+        bail!("installing {CONFLUENT_KAFKA} failed ({status})");
+    }
+    Ok(python)
+}
+
 fn test(cargo_args: &[String]) -> anyhow::Result<u8> {
     let tansu = ensure_tansu()?;
     eprintln!("stack: using Tansu at {}", tansu.display());
+    let python = ensure_python()?;
     let status = Command::new(cargo())
         .current_dir(root())
         .args(["test", "--workspace", "--all-targets"])
         .args(cargo_args)
         .env("TANSU_BIN", &tansu)
+        .env("STACK_PYTHON", &python)
         .status()
         .context("running cargo test")?;
     Ok(status

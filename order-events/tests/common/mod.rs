@@ -23,7 +23,7 @@ pub fn millis() -> impl Strategy<Value = DateTime<Utc>> {
 }
 
 pub fn id_text() -> impl Strategy<Value = String> {
-    "[A-Za-z0-9.:-]{1,64}"
+    "[A-Za-z0-9._:-]{1,64}"
 }
 
 /// One item; `lines` is the number of lines of the order, so the total stays in range.

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use schema_registry::{Application, Settings};
+use schema_registry::{Running, Settings};
 use serde_json::Value;
 use testkit::Broker;
 
@@ -12,7 +12,7 @@ pub struct TestRegistry {
     pub broker: Broker,
     pub url: String,
     pub client: reqwest::Client,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: Running,
 }
 
 impl TestRegistry {
@@ -23,9 +23,9 @@ impl TestRegistry {
 
     /// Starts a registry on an existing broker (for restart tests).
     pub async fn start_on(broker: Broker) -> anyhow::Result<TestRegistry> {
-        let app = Application::build(Settings::for_tests(&broker.bootstrap_servers())).await?;
-        let url = format!("http://127.0.0.1:{}", app.port());
-        let server = tokio::spawn(app.run_until_stopped());
+        let server =
+            schema_registry::spawn(Settings::for_tests(&broker.bootstrap_servers())).await?;
+        let url = server.url().to_string();
         Ok(TestRegistry {
             broker,
             url,
@@ -36,7 +36,7 @@ impl TestRegistry {
 
     /// Stops the HTTP server and hands the broker back.
     pub fn stop(self) -> Broker {
-        self.server.abort();
+        drop(self.server);
         self.broker
     }
 

@@ -1,0 +1,42 @@
+//! Confluent's own Python client (confluent-kafka) against this registry and a real broker.
+//!
+//! The README's test command prepares `.tools/venv` with the client; `STACK_PYTHON` names
+//! another interpreter. Without one the test fails with instructions, it never skips.
+
+mod common;
+
+use common::TestRegistry;
+
+#[tokio::test]
+async fn confluents_python_client_cannot_tell_the_difference() -> anyhow::Result<()> {
+    let python = std::env::var("STACK_PYTHON").unwrap_or_else(|_| {
+        testkit::workspace_root()
+            .join(".tools/venv/bin/python")
+            .display()
+            .to_string()
+    });
+    anyhow::ensure!(
+        std::path::Path::new(&python).exists(),
+        "no Python with confluent-kafka at {python}: run the README's test command \
+         (`cargo run -p stack -- test`), which creates it, or set STACK_PYTHON"
+    );
+    let r = TestRegistry::start().await?;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/confluent/client_check.py"
+    );
+    let bootstrap = r.broker.bootstrap_servers();
+    let url = r.url.clone();
+    let output = tokio::process::Command::new(&python)
+        .args([script, &url, &bootstrap])
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    anyhow::ensure!(
+        output.status.success() && stdout.contains("confluent client checks passed"),
+        "the Confluent client failed:\n{stdout}\n{stderr}"
+    );
+    Ok(())
+}
