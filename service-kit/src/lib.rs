@@ -9,6 +9,8 @@ use std::net::TcpListener;
 
 use anyhow::Context;
 
+pub mod http_error;
+pub mod metrics;
 pub mod telemetry;
 
 /// Binds `host:port` (port 0 picks a free one) and explains the usual failure.
