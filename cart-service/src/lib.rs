@@ -1,4 +1,227 @@
 //! CartService: validated orders, published as Avro records keyed by `orderId`.
 //!
-//! A skeleton until its own issue: it only answers `/health` and `/ready` so the launcher can
-//! start the whole stack.
+//! CartService is the single writer of the orders topic. A create or update is answered only
+//! after the broker acknowledged the record (acks=all, idempotent producer), so a client that
+//! hears "created" can trust the order is in Kafka exactly as answered. Kafka is the system of
+//! record: at start-up the service reads the topic back into [`orders::Orders`] before it
+//! answers ready, so 409/404 and updates are right after any restart.
+//!
+//! Map: [`settings`], [`request`] (bodies → commands), [`generate`] (what the client left out),
+//! [`orders`] (the index and per-order locks), [`kafka`] (topic, loading, publishing),
+//! [`routes`] (HTTP), [`openapi`] (the documented API).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::web::{self, Data};
+use actix_web::{App, HttpServer};
+use anyhow::Context;
+use order_events::{Currency, OrderEventCodec, RegistryConfig};
+use rdkafka::consumer::BaseConsumer;
+use service_kit::metrics::Metrics;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub mod generate;
+pub mod kafka;
+pub mod openapi;
+pub mod orders;
+pub mod request;
+pub mod routes;
+pub mod settings;
+
+pub use settings::Settings;
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub orders: orders::Orders,
+    pub publisher: kafka::Publisher,
+    pub codec: OrderEventCodec,
+    pub currencies: Vec<Currency>,
+    pub registry_url: String,
+    pub http: reqwest::Client,
+    pub pinger: BaseConsumer,
+    pub metrics: Metrics,
+    /// `None` once loaded; otherwise what start-up is doing or why it is stuck.
+    pub loading: Mutex<Option<String>>,
+}
+
+impl AppState {
+    /// `Some(reason)` while the service cannot take writes yet.
+    pub fn not_ready(&self) -> Option<String> {
+        self.loading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_loading(&self, status: Option<String>) {
+        *self.loading.lock().unwrap_or_else(|e| e.into_inner()) = status;
+    }
+}
+
+/// The built service: a bound listener and a server ready to run.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: Data<AppState>,
+}
+
+impl Application {
+    /// Binds the listener and starts loading state in the background (`/ready` tells when done).
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let currencies = settings
+            .order_currencies
+            .iter()
+            .map(|code| Currency::parse(code.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .context("ORDER_CURRENCIES must be ISO 4217 codes")?;
+        anyhow::ensure!(!currencies.is_empty(), "ORDER_CURRENCIES is empty");
+        let kafka = kafka::KafkaConfig {
+            bootstrap_servers: settings.kafka_bootstrap_servers.clone(),
+            properties: service_kit::kafka_properties(&settings.kafka_properties)?,
+        };
+        let metrics = Metrics::new()?;
+        let publish_metrics = kafka::PublishMetrics::register(metrics.registry())?;
+        let timeout = settings.publish_timeout();
+        let publisher = kafka::Publisher::new(
+            &kafka,
+            &settings.kafka_topic,
+            timeout,
+            settings.kafka_linger_ms,
+            publish_metrics,
+        )?;
+        let codec = OrderEventCodec::new(
+            &RegistryConfig::new(&settings.schema_registry_url).with_timeout(timeout),
+            settings.kafka_topic.clone(),
+        )?;
+        let pinger: BaseConsumer = kafka
+            .client(&[])
+            .create()
+            .context("creating the broker health client")?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .context("creating the HTTP client")?;
+        let state = Data::new(AppState {
+            orders: orders::Orders::default(),
+            publisher,
+            codec,
+            currencies,
+            registry_url: settings
+                .schema_registry_url
+                .trim_end_matches('/')
+                .to_string(),
+            http,
+            pinger,
+            metrics,
+            loading: Mutex::new(Some("starting".to_string())),
+        });
+        tokio::spawn(start_up(state.clone(), kafka, settings.clone()));
+
+        let listener = service_kit::bind(&settings.api_host, settings.api_port)?;
+        let port = listener
+            .local_addr()
+            .context("reading the bound port")?
+            .port();
+        let server_state = state.clone();
+        let max_body = settings.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(server_state.clone())
+                .app_data(Data::new(server_state.metrics.clone()))
+                .app_data(service_kit::http_error::json_config(max_body))
+                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(service_kit::http_error::query_config())
+                .wrap(from_fn(service_kit::metrics::record_http))
+                .configure(routes::configure)
+                .service(
+                    SwaggerUi::new("/docs/{_:.*}")
+                        .url("/api-docs/openapi.json", openapi::ApiDoc::openapi()),
+                )
+                .route("/docs", web::get().to(routes::ops::docs_redirect))
+                .default_service(web::to(service_kit::http_error::not_found))
+        })
+        .listen(listener)
+        .context("starting the HTTP server")?
+        .shutdown_timeout(30)
+        .run();
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM: stops accepting, finishes in-flight requests (each waits
+    /// for its acknowledgement), then flushes the producer.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.state.publisher.flush(Duration::from_secs(10));
+        result
+    }
+}
+
+/// Creates the topic, registers the schema and loads every order, retrying until it works.
+async fn start_up(state: Data<AppState>, kafka: kafka::KafkaConfig, settings: Settings) {
+    let mut backoff = Duration::from_millis(200);
+    let timeout = settings.publish_timeout();
+    loop {
+        let attempt = async {
+            state.set_loading(Some("creating the topic".into()));
+            kafka::ensure_topic(
+                &kafka,
+                &settings.kafka_topic,
+                settings.kafka_topic_partitions,
+                timeout,
+            )
+            .await
+            .context("Kafka broker unreachable")?;
+            state.set_loading(Some("registering the schema".into()));
+            let id = state
+                .codec
+                .register()
+                .await
+                .context("Schema Registry unreachable or refused the schema")?;
+            state.set_loading(Some("loading orders from Kafka".into()));
+            let started = std::time::Instant::now();
+            let read = kafka::load_orders(
+                &kafka,
+                &settings.kafka_topic,
+                &state.codec,
+                &state.orders,
+                settings.kafka_fetch_wait_max_ms,
+                timeout,
+            )
+            .await
+            .context("loading orders from Kafka")?;
+            tracing::info!(
+                schema_id = id,
+                records = read,
+                orders = state.orders.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "state loaded; ready"
+            );
+            anyhow::Ok(())
+        };
+        match attempt.await {
+            Ok(()) => {
+                state.set_loading(None);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "start-up step failed; retrying");
+                state.set_loading(Some(format!("{e:#}")));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

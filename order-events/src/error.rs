@@ -33,7 +33,7 @@ pub enum Violation {
         actual: usize,
     },
     /// An identifier contained a character outside its alphabet.
-    #[error("contains {0:?}; only ASCII letters, digits, '.', ':' and '-' are allowed")]
+    #[error("contains {0:?}; only ASCII letters, digits, '.', '_', ':' and '-' are allowed")]
     ForbiddenCharacter(char),
     /// A money amount was not written as a plain decimal number.
     #[error("{0:?} is not a plain decimal number such as 19.99")]

@@ -1,0 +1,336 @@
+//! CartService's Kafka side: the topic, loading state from it, and publishing to it.
+//!
+//! The producer is idempotent with acks=all, so a record that was acknowledged is on every
+//! in-sync replica, and retries neither duplicate nor reorder records of one key. A publish
+//! waits for that acknowledgement, bounded by `message.timeout.ms`; an unreachable broker is an
+//! error after that time, never a hang.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use order_events::OrderEventCodec;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use crate::orders::Orders;
+
+/// Why a publish failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("Kafka broker unreachable or not acknowledging: {0}")]
+    Unavailable(String),
+    #[error("Kafka refused the record: {0}")]
+    Refused(String),
+}
+
+/// Producer metrics.
+#[derive(Clone)]
+pub struct PublishMetrics {
+    latency: HistogramVec,
+    errors: IntCounterVec,
+}
+
+impl PublishMetrics {
+    pub fn register(registry: &Registry) -> anyhow::Result<Self> {
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "kafka_produce_duration_seconds",
+                "Time from send to the broker's acknowledgement",
+            )
+            .buckets(service_kit::metrics::LATENCY_BUCKETS.to_vec()),
+            &["outcome"],
+        )?;
+        let errors = IntCounterVec::new(
+            Opts::new("kafka_produce_errors_total", "Failed publishes by kind"),
+            &["kind"],
+        )?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
+        Ok(PublishMetrics { latency, errors })
+    }
+}
+
+/// Builds librdkafka configurations from the settings.
+#[derive(Clone)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    pub properties: Vec<(String, String)>,
+}
+
+impl KafkaConfig {
+    pub fn client(&self, extra: &[(&str, String)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap_servers);
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        for (key, value) in extra {
+            config.set(*key, value);
+        }
+        config
+    }
+}
+
+/// The single writer of the orders topic.
+pub struct Publisher {
+    producer: RwLock<Arc<FutureProducer>>,
+    config: ClientConfig,
+    topic: String,
+    timeout: Duration,
+    metrics: PublishMetrics,
+}
+
+impl Publisher {
+    pub fn new(
+        kafka: &KafkaConfig,
+        topic: &str,
+        timeout: Duration,
+        linger_ms: u32,
+        metrics: PublishMetrics,
+    ) -> anyhow::Result<Publisher> {
+        let config = kafka.client(&[
+            ("acks", "all".into()),
+            ("enable.idempotence", "true".into()),
+            // With idempotence librdkafka keeps per-partition order with up to 5 in flight.
+            ("max.in.flight.requests.per.connection", "5".into()),
+            ("linger.ms", linger_ms.to_string()),
+            ("message.timeout.ms", timeout.as_millis().to_string()),
+            (
+                "request.timeout.ms",
+                timeout.as_millis().min(30_000).to_string(),
+            ),
+        ]);
+        let producer: FutureProducer = config.create().context("creating the Kafka producer")?;
+        Ok(Publisher {
+            producer: RwLock::new(Arc::new(producer)),
+            config,
+            topic: topic.to_string(),
+            timeout,
+            metrics,
+        })
+    }
+
+    fn producer(&self) -> Arc<FutureProducer> {
+        self.producer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sends one record and waits for the broker's acknowledgement (acks=all).
+    pub async fn publish(
+        &self,
+        key: &str,
+        payload: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<(i32, i64), PublishError> {
+        let mut kafka_headers = OwnedHeaders::new();
+        for (name, value) in headers {
+            kafka_headers = kafka_headers.insert(Header {
+                key: name,
+                value: Some(*value),
+            });
+        }
+        let record = FutureRecord::to(&self.topic)
+            .key(key)
+            .payload(payload)
+            .headers(kafka_headers);
+        let started = Instant::now();
+        let producer = self.producer();
+        let sent = producer.send(record, self.timeout).await;
+        match sent {
+            Ok(delivery) => {
+                self.metrics
+                    .latency
+                    .with_label_values(&["ok"])
+                    .observe(started.elapsed().as_secs_f64());
+                Ok((delivery.partition, delivery.offset))
+            }
+            Err((error, _)) => {
+                self.metrics
+                    .latency
+                    .with_label_values(&["error"])
+                    .observe(started.elapsed().as_secs_f64());
+                self.after_failure(&producer);
+                Err(classify(error, &self.metrics))
+            }
+        }
+    }
+
+    /// An idempotent producer can hit a fatal error (e.g. after a long outage); it never
+    /// recovers, so it is replaced by a new one.
+    fn after_failure(&self, failed: &Arc<FutureProducer>) {
+        if let Some(fatal) = failed.client().fatal_error() {
+            tracing::warn!(error = ?fatal, "producer hit a fatal error; creating a new one");
+            match self.config.create::<FutureProducer>() {
+                Ok(fresh) => {
+                    let mut slot = self.producer.write().unwrap_or_else(|e| e.into_inner());
+                    if Arc::ptr_eq(&slot, failed) {
+                        *slot = Arc::new(fresh);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "could not create a new producer"),
+            }
+        }
+    }
+
+    /// Waits until everything sent is acknowledged (graceful shutdown).
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer().flush(timeout) {
+            tracing::warn!(error = %e, "flush at shutdown did not complete");
+        }
+    }
+}
+
+fn classify(error: KafkaError, metrics: &PublishMetrics) -> PublishError {
+    let unavailable = matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::QueueFull
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::NotEnoughReplicas
+                | RDKafkaErrorCode::NotEnoughReplicasAfterAppend
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::Fatal
+        )
+    );
+    let kind = if unavailable {
+        "unavailable"
+    } else {
+        "refused"
+    };
+    metrics.errors.with_label_values(&[kind]).inc();
+    if unavailable {
+        PublishError::Unavailable(error.to_string())
+    } else {
+        PublishError::Refused(error.to_string())
+    }
+}
+
+/// Creates the topic (with `partitions`) unless it exists; returns its partition count.
+pub async fn ensure_topic(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> anyhow::Result<i32> {
+    let admin: AdminClient<DefaultClientContext> = kafka
+        .client(&[])
+        .create()
+        .context("creating an admin client")?;
+    let existing = partition_count(admin.inner(), topic, timeout)?;
+    if let Some(count) = existing {
+        return Ok(count);
+    }
+    let replication = 1;
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    for result in admin
+        .create_topics([&new_topic], &AdminOptions::new())
+        .await
+        .with_context(|| format!("creating topic {topic}"))?
+    {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => anyhow::bail!("creating topic {name}: {code}"),
+        }
+    }
+    Ok(partitions)
+}
+
+fn partition_count<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> anyhow::Result<Option<i32>> {
+    let metadata = client
+        .fetch_metadata(Some(topic), timeout)
+        .context("cannot reach the Kafka broker")?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.partitions().len() as i32))
+}
+
+/// Reads the topic from the beginning to the high watermarks of this moment and loads the
+/// latest event of every order into `orders`. Returns how many records were read.
+pub async fn load_orders(
+    kafka: &KafkaConfig,
+    topic: &str,
+    codec: &OrderEventCodec,
+    orders: &Orders,
+    fetch_wait_max_ms: u32,
+    timeout: Duration,
+) -> anyhow::Result<u64> {
+    let consumer: StreamConsumer = kafka
+        .client(&[
+            (
+                "group.id",
+                format!("cart-service-loader-{}", uuid::Uuid::new_v4()),
+            ),
+            ("enable.auto.commit", "false".into()),
+            ("enable.partition.eof", "false".into()),
+            ("fetch.wait.max.ms", fetch_wait_max_ms.to_string()),
+        ])
+        .create()
+        .context("creating the loading consumer")?;
+    let count = partition_count(consumer.client(), topic, timeout)?
+        .with_context(|| format!("topic {topic} does not exist"))?;
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = std::collections::HashMap::new();
+    for partition in 0..count {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, timeout)
+            .with_context(|| format!("reading the end of {topic}/{partition}"))?;
+        if high > low {
+            remaining.insert(partition, high);
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .context("building the assignment")?;
+        }
+    }
+    if remaining.is_empty() {
+        return Ok(0);
+    }
+    consumer
+        .assign(&assignment)
+        .context("assigning the partitions")?;
+    let mut read = 0_u64;
+    while !remaining.is_empty() {
+        let message = consumer.recv().await.context("reading the orders topic")?;
+        read += 1;
+        match codec.decode(message.payload()).await {
+            Ok(event) => orders.load(event),
+            Err(e) if e.is_poison() => tracing::warn!(
+                partition = message.partition(),
+                offset = message.offset(),
+                error = %e,
+                "skipping an unreadable record while loading"
+            ),
+            Err(e) => return Err(anyhow::anyhow!(e).context("decoding while loading")),
+        }
+        if let Some(end) = remaining.get(&message.partition()) {
+            if message.offset() + 1 >= *end {
+                remaining.remove(&message.partition());
+            }
+        }
+    }
+    Ok(read)
+}
+
+/// Is the broker reachable right now?
+pub fn ping(consumer: &BaseConsumer, timeout: Duration) -> bool {
+    consumer.fetch_metadata(None, timeout).is_ok()
+}

@@ -1,0 +1,268 @@
+//! `POST /api/create-order` and `PUT /api/update-order`.
+//!
+//! Both answer only after the broker acknowledged the record. Errors: 400 (every bad field
+//! listed), 404 (unknown order), 409 (existing ID, forbidden status move), 413/415 (body),
+//! 503 (broker or registry down, within the publish timeout).
+
+use actix_web::http::StatusCode;
+use actix_web::web::{Data, Json};
+use actix_web::{HttpRequest, HttpResponse};
+use chrono::Utc;
+use order_events::{Order, OrderEvent, OrderStatus};
+use serde_json::{json, Map, Value};
+use service_kit::http_error::HttpError;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::kafka::PublishError;
+use crate::request::{self, CreateOrder};
+use crate::{generate, AppState};
+
+/// The request id: the client's `X-Request-Id` if it is sane, else a new UUID.
+fn request_id(request: &HttpRequest) -> String {
+    request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| Uuid::new_v4().to_string())
+}
+
+fn unavailable(message: impl Into<String>) -> HttpError {
+    HttpError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+}
+
+fn ensure_ready(state: &AppState) -> Result<(), HttpError> {
+    match state.not_ready() {
+        None => Ok(()),
+        Some(reason) => Err(unavailable(format!(
+            "CartService is not ready yet: {reason}"
+        ))),
+    }
+}
+
+/// Encodes and publishes an event, waiting for the broker's acknowledgement.
+async fn publish(state: &AppState, event: &OrderEvent, request_id: &str) -> Result<(), HttpError> {
+    let payload = state.codec.encode(event).await.map_err(|e| {
+        if e.is_retriable() {
+            unavailable(format!("Schema Registry unreachable: {e}"))
+        } else {
+            HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the order could not be encoded: {e}"),
+            )
+        }
+    })?;
+    let event_id = event.event_id().to_string();
+    let headers = [
+        ("request-id", request_id),
+        ("event-id", event_id.as_str()),
+        ("event-type", event.event_type().as_str()),
+    ];
+    match state
+        .publisher
+        .publish(event.key(), &payload, &headers)
+        .await
+    {
+        Ok((partition, offset)) => {
+            tracing::info!(partition, offset, version = event.version(), "published");
+            Ok(())
+        }
+        Err(e @ PublishError::Unavailable(_)) => Err(unavailable(e.to_string())),
+        Err(e @ PublishError::Refused(_)) => Err(HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.to_string(),
+        )),
+    }
+}
+
+fn answer(
+    status: StatusCode,
+    message: String,
+    event: &OrderEvent,
+    request_id: &str,
+) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header(("X-Request-Id", request_id.to_string()))
+        .json(json!({ "success": true, "message": message, "data": event }))
+}
+
+/// Builds the order from the request, generating what is absent.
+fn build_order(state: &AppState, input: CreateOrder) -> Result<OrderEvent, HttpError> {
+    let invalid = |problems| HttpError::bad_request("The order is invalid").with_errors(problems);
+    let internal = |e: order_events::DomainError| {
+        HttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("generating the order: {e}"),
+        )
+    };
+    let items = match input.items {
+        Some(items) => items,
+        None => generate::items(input.num_items.unwrap_or(1)).map_err(internal)?,
+    };
+    let customer_id = match input.customer_id {
+        Some(c) => c,
+        None => generate::customer_id().map_err(internal)?,
+    };
+    let currency = match input.currency {
+        Some(c) => c,
+        None => generate::currency(&state.currencies).ok_or_else(|| {
+            HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "no currency configured")
+        })?,
+    };
+    let total = match input.total_amount {
+        Some(total) => total,
+        None => order_events::Money::checked_sum(items.iter().map(|i| i.line_total())).ok_or_else(
+            || {
+                invalid(vec![service_kit::http_error::FieldProblem {
+                    field: "items".into(),
+                    message: "the total is larger than the contract allows".into(),
+                }])
+            },
+        )?,
+    };
+    let now = Utc::now();
+    let order = Order::new(
+        input.order_id,
+        customer_id,
+        input.order_date.unwrap_or(now),
+        items,
+        total,
+        currency,
+        OrderStatus::Pending,
+    )
+    .map_err(|e| invalid(request::problems(e)))?;
+    OrderEvent::created(Uuid::new_v4(), now, order).map_err(|e| invalid(request::problems(e)))
+}
+
+/// Create an order.
+///
+/// Generates `customerId`, `items`, `currency` and `orderDate` unless given, publishes the order
+/// as an `ORDER_CREATED` record (version 1) keyed by `orderId`, and answers once the broker
+/// acknowledged it.
+#[utoipa::path(post, path = "/api/create-order", tag = "orders",
+    request_body(content = crate::openapi::CreateOrderRequest, examples(
+        ("generated" = (summary = "Generate the rest", value = json!({"orderId": "ORDER-001", "numItems": 3}))),
+        ("explicit" = (summary = "Client's own items", value = json!({"orderId": "ORDER-002", "customerId": "CUST-1234", "currency": "EUR",
+            "items": [{"itemId": "ITEM-1", "quantity": 2, "price": 19.99}, {"itemId": "ITEM-2", "quantity": 1, "price": "5.00"}]}))))),
+    params(("X-Request-Id" = Option<String>, Header, description = "Correlates logs and the Kafka record; generated if absent")),
+    responses(
+        (status = 201, description = "Created and acknowledged by Kafka", body = crate::openapi::OrderResponse),
+        (status = 400, description = "Invalid input; every failing field listed", body = crate::openapi::ErrorResponse,
+            example = json!({"success": false, "message": "The order is invalid", "errors": [{"field": "numItems", "message": "must be between 1 and 100, got 0"}]})),
+        (status = 409, description = "The order ID exists", body = crate::openapi::ErrorResponse,
+            example = json!({"success": false, "message": "Order 'ORDER-001' already exists", "errors": []})),
+        (status = 413, description = "Body too large", body = crate::openapi::ErrorResponse),
+        (status = 415, description = "Not application/json", body = crate::openapi::ErrorResponse),
+        (status = 503, description = "Broker or registry unreachable (within the publish timeout)", body = crate::openapi::ErrorResponse,
+            example = json!({"success": false, "message": "Kafka broker unreachable or not acknowledging: Message production error: MessageTimedOut", "errors": []})),
+    ))]
+pub async fn create_order(
+    state: Data<AppState>,
+    request: HttpRequest,
+    body: Json<Map<String, Value>>,
+) -> Result<HttpResponse, HttpError> {
+    let request_id = request_id(&request);
+    let input = request::create(&body)
+        .map_err(|problems| HttpError::bad_request("The order is invalid").with_errors(problems))?;
+    let span = tracing::info_span!("create_order", %request_id, order_id = %input.order_id);
+    async move {
+        ensure_ready(&state)?;
+        let event = build_order(&state, input)?;
+        let id = event.order().order_id().clone();
+        let Some(mut slot) = state.orders.claim(&id) else {
+            return Err(HttpError::new(
+                StatusCode::CONFLICT,
+                format!("Order '{id}' already exists"),
+            ));
+        };
+        match publish(&state, &event, &request_id).await {
+            Ok(()) => {
+                *slot = Some(event.clone());
+                drop(slot);
+                Ok(answer(
+                    StatusCode::CREATED,
+                    format!("Order '{id}' created successfully"),
+                    &event,
+                    &request_id,
+                ))
+            }
+            Err(e) => {
+                state.orders.abandon(&id, slot);
+                Err(e)
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Update an order's status.
+///
+/// Publishes the whole order with the new status and `version` + 1. The lifecycle is
+/// pending → confirmed → shipped → delivered, and cancelled from pending or confirmed; the
+/// current status again is a no-op answered 200; any other move is 409.
+#[utoipa::path(put, path = "/api/update-order", tag = "orders",
+    request_body(content = crate::openapi::UpdateOrderRequest,
+        example = json!({"orderId": "ORDER-001", "status": "confirmed"})),
+    params(("X-Request-Id" = Option<String>, Header, description = "Correlates logs and the Kafka record; generated if absent")),
+    responses(
+        (status = 200, description = "Updated and acknowledged by Kafka, or already in that status", body = crate::openapi::OrderResponse),
+        (status = 400, description = "Invalid input", body = crate::openapi::ErrorResponse),
+        (status = 404, description = "Unknown order", body = crate::openapi::ErrorResponse,
+            example = json!({"success": false, "message": "Order 'ORDER-404' not found", "errors": []})),
+        (status = 409, description = "The lifecycle forbids this move", body = crate::openapi::ErrorResponse,
+            example = json!({"success": false, "message": "Order 'ORDER-001' cannot move from delivered to pending", "errors": []})),
+        (status = 503, description = "Broker or registry unreachable", body = crate::openapi::ErrorResponse),
+    ))]
+pub async fn update_order(
+    state: Data<AppState>,
+    request: HttpRequest,
+    body: Json<Map<String, Value>>,
+) -> Result<HttpResponse, HttpError> {
+    let request_id = request_id(&request);
+    let input = request::update(&body).map_err(|problems| {
+        HttpError::bad_request("The update is invalid").with_errors(problems)
+    })?;
+    let span = tracing::info_span!("update_order", %request_id, order_id = %input.order_id);
+    async move {
+        ensure_ready(&state)?;
+        let id = input.order_id;
+        let not_found = || HttpError::new(StatusCode::NOT_FOUND, format!("Order '{id}' not found"));
+        let slot = state.orders.get(&id).ok_or_else(not_found)?;
+        let mut slot = slot.lock().await;
+        let current = slot.as_ref().ok_or_else(not_found)?;
+        let next = current
+            .status_updated(input.status, Uuid::new_v4(), Utc::now())
+            .map_err(|_| {
+                HttpError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "Order '{id}' cannot move from {} to {}",
+                        current.order().status(),
+                        input.status
+                    ),
+                )
+            })?;
+        let Some(next) = next else {
+            return Ok(answer(
+                StatusCode::OK,
+                format!("Order '{id}' already has status '{}'", input.status),
+                current,
+                &request_id,
+            ));
+        };
+        publish(&state, &next, &request_id).await?;
+        let response = answer(
+            StatusCode::OK,
+            format!("Order '{id}' updated successfully"),
+            &next,
+            &request_id,
+        );
+        *slot = Some(next);
+        Ok(response)
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,82 @@
+//! CartService's settings: environment variables, with flags of the same name.
+
+use std::time::Duration;
+
+/// Everything CartService reads at start-up.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "cart-service", version, about)]
+pub struct Settings {
+    /// Kafka brokers.
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub kafka_bootstrap_servers: String,
+    /// Schema Registry base URL.
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub schema_registry_url: String,
+    /// The topic CartService is the single writer of.
+    #[arg(long, env = "KAFKA_TOPIC", default_value = order_events::ORDER_EVENTS_TOPIC)]
+    pub kafka_topic: String,
+    /// Partitions to create the topic with when it does not exist.
+    #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 3)]
+    pub kafka_topic_partitions: i32,
+    /// Address to listen on.
+    #[arg(long, env = "API_HOST", default_value = "127.0.0.1")]
+    pub api_host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "API_PORT", default_value_t = 8000)]
+    pub api_port: u16,
+    /// The longest a create or update waits for the broker's acknowledgement before 503.
+    #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
+    pub publish_timeout_ms: u64,
+    /// Producer `linger.ms`: a little batching under load, at most this much added latency.
+    #[arg(long, env = "KAFKA_LINGER_MS", default_value_t = 1)]
+    pub kafka_linger_ms: u32,
+    /// `fetch.wait.max.ms` while loading state (Tansu waits out the full time, so keep it low).
+    #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = 10)]
+    pub kafka_fetch_wait_max_ms: u32,
+    /// ISO 4217 codes a generated order picks its currency from.
+    #[arg(
+        long,
+        env = "ORDER_CURRENCIES",
+        default_value = "USD,EUR,GBP",
+        value_delimiter = ','
+    )]
+    pub order_currencies: Vec<String>,
+    /// The largest request body accepted (413 beyond).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// Extra librdkafka properties, `key=value`, repeatable (also `KAFKA_PROPERTY_<NAME>`).
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
+    pub kafka_properties: Vec<String>,
+}
+
+impl Settings {
+    /// Settings for a broker and registry under test, on a free port.
+    pub fn for_tests(bootstrap: &str, registry_url: &str) -> Settings {
+        Settings {
+            kafka_bootstrap_servers: bootstrap.to_string(),
+            schema_registry_url: registry_url.to_string(),
+            kafka_topic: order_events::ORDER_EVENTS_TOPIC.to_string(),
+            kafka_topic_partitions: 3,
+            api_host: "127.0.0.1".to_string(),
+            api_port: 0,
+            publish_timeout_ms: 5_000,
+            kafka_linger_ms: 1,
+            kafka_fetch_wait_max_ms: 10,
+            order_currencies: vec!["USD".into(), "EUR".into(), "GBP".into()],
+            max_body_bytes: 64 * 1024,
+            kafka_properties: vec![],
+        }
+    }
+
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
+    }
+}

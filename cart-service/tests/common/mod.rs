@@ -1,0 +1,202 @@
+//! Spawns a real Tansu broker, the real registry and CartService on free ports.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use cart_service::{Application, Settings};
+use order_events::{OrderEvent, OrderEventCodec, RegistryConfig};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde_json::Value;
+use testkit::Broker;
+
+pub struct TestCart {
+    pub broker: Broker,
+    pub registry: schema_registry::Running,
+    pub url: String,
+    pub client: reqwest::Client,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// One record of the orders topic.
+#[derive(Debug)]
+pub struct Record {
+    pub partition: i32,
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl TestCart {
+    pub async fn start() -> TestCart {
+        let broker = Broker::start().unwrap();
+        let registry = schema_registry::spawn(schema_registry::Settings::for_tests(
+            &broker.bootstrap_servers(),
+        ))
+        .await
+        .unwrap();
+        Self::start_with(broker, registry, |_| {}).await
+    }
+
+    pub async fn start_with(
+        broker: Broker,
+        registry: schema_registry::Running,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> TestCart {
+        let mut settings = Settings::for_tests(&broker.bootstrap_servers(), registry.url());
+        tweak(&mut settings);
+        let app = Application::build(settings).await.unwrap();
+        let url = format!("http://127.0.0.1:{}", app.port());
+        let server = tokio::spawn(app.run_until_stopped());
+        let cart = TestCart {
+            broker,
+            registry,
+            url,
+            client: reqwest::Client::new(),
+            server,
+        };
+        cart.wait_ready(Duration::from_secs(30)).await;
+        cart
+    }
+
+    /// Stops the service, keeping broker and registry.
+    pub fn stop(self) -> (Broker, schema_registry::Running) {
+        self.server.abort();
+        (self.broker, self.registry)
+    }
+
+    pub async fn wait_ready(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(r) = self.client.get(format!("{}/ready", self.url)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cart-service not ready in {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .request(method, format!("{}{}", self.url, path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path} answered non-JSON ({e}): {text:?}"));
+        (status, value)
+    }
+
+    pub async fn create(&self, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, "/api/create-order", body)
+            .await
+    }
+
+    pub async fn update(&self, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::PUT, "/api/update-order", body)
+            .await
+    }
+
+    pub fn codec(&self) -> OrderEventCodec {
+        OrderEventCodec::new(
+            &RegistryConfig::new(self.registry.url()),
+            order_events::ORDER_EVENTS_TOPIC,
+        )
+        .unwrap()
+    }
+
+    /// Every record of the orders topic, from the beginning to the current end.
+    pub fn records(&self) -> Vec<Record> {
+        read_topic(
+            &self.broker.bootstrap_servers(),
+            order_events::ORDER_EVENTS_TOPIC,
+        )
+    }
+
+    /// The records of the topic decoded with the registry, in partition order.
+    pub async fn events(&self) -> Vec<(Record, OrderEvent)> {
+        let codec = self.codec();
+        let mut out = vec![];
+        for record in self.records() {
+            let event = codec.decode(Some(&record.payload)).await.unwrap();
+            out.push((record, event));
+        }
+        out
+    }
+}
+
+pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = std::collections::HashMap::new();
+    for p in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(5))
+            .unwrap();
+        if high > low {
+            ends.insert(p, high);
+            assignment
+                .add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+    }
+    let mut records = vec![];
+    if ends.is_empty() {
+        return records;
+    }
+    consumer.assign(&assignment).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ends.is_empty() {
+        assert!(Instant::now() < deadline, "reading {topic} took too long");
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push(Record {
+            partition: message.partition(),
+            key: String::from_utf8_lossy(message.key().unwrap_or_default()).to_string(),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        });
+        if let Some(end) = ends.get(&message.partition()) {
+            if message.offset() + 1 >= *end {
+                ends.remove(&message.partition());
+            }
+        }
+    }
+    records
+}
