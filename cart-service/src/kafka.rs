@@ -144,7 +144,20 @@ impl Publisher {
             .headers(kafka_headers);
         let started = Instant::now();
         let producer = self.producer();
-        let sent = producer.send(record, self.timeout).await;
+        let sent =
+            match tokio::time::timeout(self.timeout, producer.send(record, self.timeout)).await {
+                Ok(sent) => sent,
+                Err(_) => {
+                    self.metrics
+                        .errors
+                        .with_label_values(&["unavailable"])
+                        .inc();
+                    return Err(PublishError::Unavailable(format!(
+                        "no acknowledgement within {} ms",
+                        self.timeout.as_millis()
+                    )));
+                }
+            };
         match sent {
             Ok(delivery) => {
                 self.metrics
@@ -158,26 +171,31 @@ impl Publisher {
                     .latency
                     .with_label_values(&["error"])
                     .observe(started.elapsed().as_secs_f64());
-                self.after_failure(&producer);
+                // Any failed publish gets a fresh producer (see `replace`).
+                self.replace(&producer, &error.to_string());
                 Err(classify(error, &self.metrics))
             }
         }
     }
 
-    /// An idempotent producer can hit a fatal error (e.g. after a long outage); it never
-    /// recovers, so it is replaced by a new one.
-    fn after_failure(&self, failed: &Arc<FutureProducer>) {
-        if let Some(fatal) = failed.client().fatal_error() {
-            tracing::warn!(error = ?fatal, "producer hit a fatal error; creating a new one");
-            match self.config.create::<FutureProducer>() {
-                Ok(fresh) => {
-                    let mut slot = self.producer.write().unwrap_or_else(|e| e.into_inner());
-                    if Arc::ptr_eq(&slot, failed) {
-                        *slot = Arc::new(fresh);
-                    }
+    /// Replaces a producer after a failed publish. After a timeout librdkafka's idempotent
+    /// producer bumps its epoch and resumes with its old producer ID; Tansu 0.6 then panics in
+    /// its idempotence check (`tansu-storage` lite.rs: "more or less than one row") and stops
+    /// serving until restarted. A fresh producer asks for a new ID and works. It also handles
+    /// fatal errors, which an idempotent producer never recovers from. Dropping the old producer
+    /// purges its queue, so a record that was answered 503 is not written later.
+    fn replace(&self, failed: &Arc<FutureProducer>, why: &str) {
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                let mut slot = self.producer.write().unwrap_or_else(|e| e.into_inner());
+                if Arc::ptr_eq(&slot, failed) {
+                    tracing::warn!(reason = why, "replacing the Kafka producer");
+                    let old = std::mem::replace(&mut *slot, Arc::new(fresh));
+                    // Destroying a producer may block while it purges; not on this thread.
+                    tokio::task::spawn_blocking(move || drop(old));
                 }
-                Err(e) => tracing::error!(error = %e, "could not create a new producer"),
             }
+            Err(e) => tracing::error!(error = %e, "could not create a new producer"),
         }
     }
 
@@ -203,6 +221,10 @@ fn classify(error: KafkaError, metrics: &PublishMetrics) -> PublishError {
                 | RDKafkaErrorCode::LeaderNotAvailable
                 | RDKafkaErrorCode::NotLeaderForPartition
                 | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::Unknown
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::InvalidProducerEpoch
                 | RDKafkaErrorCode::Fatal
         )
     );

@@ -1,32 +1,14 @@
-//! `order-service` (skeleton): answers /health and /ready until its issue lands.
+//! `order-service`: see the library for what it is.
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use clap::Parser;
+use order_service::{Application, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    service_kit::telemetry::init("info");
-    let host = std::env::var("API_HOST").unwrap_or_else(|_| "127.0.0.1".to_string());
-    let port = std::env::var("API_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(8001);
-    let listener = service_kit::bind(&host, port)?;
-    tracing::info!(port, "order-service (skeleton) listening");
-    HttpServer::new(|| {
-        App::new()
-            .route(
-                "/health",
-                web::get()
-                    .to(|| async { HttpResponse::Ok().json(service_kit::status_body("alive")) }),
-            )
-            .route(
-                "/ready",
-                web::get()
-                    .to(|| async { HttpResponse::Ok().json(service_kit::status_body("ready")) }),
-            )
-    })
-    .listen(listener)?
-    .run()
-    .await?;
+    service_kit::telemetry::init("info,librdkafka=warn,rdkafka=warn");
+    let settings = Settings::parse();
+    let app = Application::build(settings).await?;
+    tracing::info!(port = app.port(), "order-service listening");
+    app.run_until_stopped().await?;
     Ok(())
 }

@@ -59,6 +59,28 @@ impl Broker {
         }
     }
 
+    /// Freezes the broker (SIGSTOP): connections stay open and nothing answers, like a hung or
+    /// partitioned broker. [`Broker::resume`] thaws it.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Thaws a paused broker (SIGCONT).
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("the broker is not running")?;
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .context("running kill")?;
+        anyhow::ensure!(status.success(), "kill {signal} failed");
+        Ok(())
+    }
+
     /// Starts the broker again on the same port with the same data.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
@@ -143,6 +165,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        let _ = self.resume();
         self.kill();
     }
 }

@@ -45,6 +45,7 @@ impl TestCart {
         registry: schema_registry::Running,
         tweak: impl FnOnce(&mut Settings),
     ) -> TestCart {
+        service_kit::telemetry::init("warn,cart_service=info");
         let mut settings = Settings::for_tests(&broker.bootstrap_servers(), registry.url());
         tweak(&mut settings);
         let app = Application::build(settings).await.unwrap();

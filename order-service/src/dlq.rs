@@ -1,0 +1,190 @@
+//! Dead letters: why a record can never be applied, and publishing it to the dead-letter topic.
+//!
+//! Why a module: a poison record must leave the main path without being lost, and the DLQ
+//! record must carry everything needed to understand and replay it — the original key, value
+//! and headers, plus `dlq.error` (the message), `dlq.error.kind` (a fixed, machine-readable
+//! kind, also the metrics label) and `dlq.source.topic` / `.partition` / `.offset`. The
+//! producer is idempotent with `acks=all`, and [`DeadLetters::publish`] returns only after the
+//! broker acknowledged the record, so the consumer stores the source offset only after that.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use order_events::DecodeError;
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::Message;
+
+use crate::kafka::KafkaConfig;
+
+/// Why a record is poison.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Poison {
+    /// No key: the view is keyed by order id and the topic's contract says key = orderId.
+    #[error("the record has no key; the key must be the orderId")]
+    MissingKey,
+    /// A key that is not a valid order id.
+    #[error("the record key is not a valid orderId: {0}")]
+    InvalidKey(String),
+    /// The key names another order than the value.
+    #[error("the record key {key:?} differs from the value's orderId {order_id:?}")]
+    KeyMismatch { key: String, order_id: String },
+    /// The value cannot be decoded, or breaks a domain rule.
+    #[error(transparent)]
+    Decode(DecodeError),
+}
+
+impl Poison {
+    /// The `dlq.error.kind` header and metrics label: one of a fixed set.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Poison::MissingKey => "missing_key",
+            Poison::InvalidKey(_) => "invalid_key",
+            Poison::KeyMismatch { .. } => "key_mismatch",
+            Poison::Decode(e) => match e {
+                DecodeError::MissingValue => "missing_value",
+                DecodeError::BadMagicByte(_) => "bad_magic_byte",
+                DecodeError::TooShort => "too_short",
+                DecodeError::UnknownSchemaId(_) => "unknown_schema_id",
+                DecodeError::CorruptAvro { .. } => "corrupt_avro",
+                DecodeError::UnresolvableSchema { .. } => "unresolvable_schema",
+                DecodeError::Domain(_) => "domain_rule",
+                _ => "decode_error",
+            },
+        }
+    }
+}
+
+/// Header names added to a dead letter.
+pub mod headers {
+    pub const ERROR: &str = "dlq.error";
+    pub const KIND: &str = "dlq.error.kind";
+    pub const SOURCE_TOPIC: &str = "dlq.source.topic";
+    pub const SOURCE_PARTITION: &str = "dlq.source.partition";
+    pub const SOURCE_OFFSET: &str = "dlq.source.offset";
+}
+
+/// The dead-letter producer.
+pub struct DeadLetters {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl DeadLetters {
+    /// An idempotent, `acks=all` producer for `topic` (no network call yet).
+    pub fn new(config: &KafkaConfig, topic: &str) -> anyhow::Result<DeadLetters> {
+        let producer = config
+            .client(&[
+                ("acks", "all"),
+                ("enable.idempotence", "true"),
+                ("linger.ms", "0"),
+                ("message.timeout.ms", "30000"),
+            ])
+            .create()
+            .context("creating the dead-letter producer")?;
+        Ok(DeadLetters {
+            producer,
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// The dead-letter topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Publishes `message` with the error headers and waits for the broker's acknowledgement.
+    pub async fn publish(&self, message: &OwnedMessage, poison: &Poison) -> anyhow::Result<()> {
+        let headers = dead_letter_headers(message, poison);
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.topic).headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(payload) = message.payload() {
+            record = record.payload(payload);
+        }
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)
+            .with_context(|| format!("publishing a dead letter to {}", self.topic))?;
+        Ok(())
+    }
+
+    /// Waits for outstanding deliveries (at shutdown).
+    pub fn flush(&self, timeout: Duration) -> anyhow::Result<()> {
+        self.producer
+            .flush(timeout)
+            .context("flushing the dead-letter producer")
+    }
+}
+
+/// The original headers followed by the `dlq.*` ones.
+pub fn dead_letter_headers(message: &OwnedMessage, poison: &Poison) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new();
+    if let Some(original) = message.headers() {
+        for header in original.iter() {
+            out = out.insert(Header {
+                key: header.key,
+                value: header.value,
+            });
+        }
+    }
+    let error = poison.to_string();
+    let partition = message.partition().to_string();
+    let offset = message.offset().to_string();
+    for (key, value) in [
+        (headers::ERROR, error.as_str()),
+        (headers::KIND, poison.kind()),
+        (headers::SOURCE_TOPIC, message.topic()),
+        (headers::SOURCE_PARTITION, partition.as_str()),
+        (headers::SOURCE_OFFSET, offset.as_str()),
+    ] {
+        out = out.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::Timestamp;
+
+    #[test]
+    fn headers_keep_the_originals_and_name_the_error_and_source() {
+        let original = OwnedHeaders::new().insert(Header {
+            key: "trace",
+            value: Some("abc"),
+        });
+        let message = OwnedMessage::new(
+            Some(vec![1, 2]),
+            None,
+            "order-events".into(),
+            Timestamp::NotAvailable,
+            2,
+            41,
+            Some(original),
+        );
+        let poison = Poison::Decode(DecodeError::BadMagicByte(1));
+        let headers = dead_letter_headers(&message, &poison);
+        let pairs: Vec<(String, String)> = headers
+            .iter()
+            .map(|h| {
+                (
+                    h.key.to_owned(),
+                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(pairs[0], ("trace".into(), "abc".into()));
+        assert_eq!(pairs[2], ("dlq.error.kind".into(), "bad_magic_byte".into()));
+        assert_eq!(pairs[3], ("dlq.source.topic".into(), "order-events".into()));
+        assert_eq!(pairs[4], ("dlq.source.partition".into(), "2".into()));
+        assert_eq!(pairs[5], ("dlq.source.offset".into(), "41".into()));
+        assert!(pairs[1].1.contains("magic byte"));
+    }
+}

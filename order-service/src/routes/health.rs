@@ -1,0 +1,87 @@
+//! Liveness, readiness and metrics.
+//!
+//! Why readiness checks three things: the service is only useful when it can see the topic
+//! (broker reachable), holds every partition (assigned) and can decode what it reads (registry
+//! reachable). Each check is live, with a short timeout, so `/ready` reflects an outage.
+
+use std::time::Duration;
+
+use actix_web::web::Data;
+use actix_web::{get, HttpResponse};
+use rdkafka::consumer::Consumer;
+use service_kit::metrics::Metrics;
+
+use crate::kafka::{topic_state, TopicState};
+use crate::routes::dto::StatusResponse;
+use crate::routes::AppState;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The process is alive.
+#[utoipa::path(
+    tag = "health",
+    responses((status = 200, description = "Alive", body = StatusResponse,
+               example = json!({"status": "alive"})))
+)]
+#[get("/health")]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(service_kit::status_body("alive"))
+}
+
+/// Ready when Kafka is reachable, every partition is assigned and the registry answers.
+#[utoipa::path(
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = StatusResponse,
+         example = json!({"status": "ready"})),
+        (status = 503, description = "Not ready, with the reason", body = StatusResponse,
+         example = json!({"status": "unavailable", "message": "partitions are not assigned yet"})),
+    )
+)]
+#[get("/ready")]
+pub async fn ready(state: Data<AppState>) -> HttpResponse {
+    match check(&state).await {
+        Ok(()) => HttpResponse::Ok().json(service_kit::status_body("ready")),
+        Err(reason) => HttpResponse::ServiceUnavailable().json(StatusResponse {
+            status: "unavailable".into(),
+            message: Some(reason),
+        }),
+    }
+}
+
+async fn check(state: &AppState) -> Result<(), String> {
+    if !state.consumer.is_assigned() {
+        return Err("partitions are not assigned yet".into());
+    }
+    let probe = state.probe.clone();
+    let topic = state.topic.clone();
+    let broker =
+        tokio::task::spawn_blocking(move || topic_state(probe.client(), &topic, CHECK_TIMEOUT))
+            .await
+            .map_err(|e| format!("broker check failed: {e}"))?;
+    match broker {
+        Ok(TopicState::Partitions(_)) => {}
+        Ok(TopicState::Missing) => return Err(format!("topic {} does not exist", state.topic)),
+        Err(e) => return Err(format!("Kafka is unreachable: {e:#}")),
+    }
+    let url = format!("{}/subjects", state.registry_url.trim_end_matches('/'));
+    match state.http.get(&url).timeout(CHECK_TIMEOUT).send().await {
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => Err(format!(
+            "the schema registry answered {}",
+            response.status()
+        )),
+        Err(e) => Err(format!("the schema registry is unreachable: {e}")),
+    }
+}
+
+/// Prometheus metrics: records applied, dead-lettered by kind, lag per partition, batch
+/// latency, HTTP requests.
+#[utoipa::path(
+    tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
+)]
+#[get("/metrics")]
+pub async fn metrics(metrics: Data<Metrics>) -> HttpResponse {
+    metrics.response()
+}
