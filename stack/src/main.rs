@@ -240,11 +240,10 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
                 "--advertised-listener-url",
                 &listener,
             ])
-            .arg("--storage-engine")
-            .arg(format!(
-                "sqlite://{}",
-                data.join("broker").join("broker.db").display()
-            ));
+            // Tansu reads the path after `sqlite://` relative to its working directory (a
+            // leading `/` is dropped), so it runs inside its data directory.
+            .args(["--storage-engine", "sqlite://broker.db"])
+            .current_dir(data.join("broker"));
         services.push(spawn("broker", broker, &stop_tx)?);
         wait_for("broker", Duration::from_secs(30), || {
             TcpStream::connect(("127.0.0.1", args.broker_port)).is_ok()
