@@ -256,7 +256,15 @@ pub async fn ensure_topic(
     if let Some(count) = existing {
         return Ok(count);
     }
-    let replication = 1;
+    // As many replicas as the cluster allows, up to 3 (the registry and OrderService create
+    // their topics the same way), so acks=all means what it says on a real cluster.
+    let brokers = admin
+        .inner()
+        .fetch_metadata(None, timeout)
+        .context("cannot reach the Kafka broker")?
+        .brokers()
+        .len();
+    let replication = i32::try_from(brokers.clamp(1, 3)).unwrap_or(1);
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     for result in admin
         .create_topics([&new_topic], &AdminOptions::new())
