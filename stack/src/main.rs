@@ -219,6 +219,16 @@ fn test(cargo_args: &[String]) -> anyhow::Result<u8> {
     let python = ensure_python()?;
     ensure_debian_packages()?;
     let hadolint = python.with_file_name("hadolint");
+    // The launcher's own tests (stack/tests) start the services' debug binaries as a user's
+    // `up` would; build every binary first so they exist whichever tests run.
+    let status = Command::new(cargo())
+        .current_dir(root())
+        .args(["build", "--workspace", "--bins"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build --workspace --bins failed ({status})");
+    }
     let status = Command::new(cargo())
         .current_dir(root())
         .args(["test", "--workspace", "--all-targets"])
