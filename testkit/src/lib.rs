@@ -14,6 +14,10 @@ use anyhow::{bail, Context};
 mod broker;
 #[cfg(feature = "broker")]
 pub use broker::Broker;
+#[cfg(feature = "broker")]
+pub mod topic;
+#[cfg(feature = "broker")]
+pub use topic::TopicRecord;
 
 /// The Tansu version the project is tested with.
 pub const TANSU_VERSION: &str = "0.6.0";

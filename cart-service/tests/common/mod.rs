@@ -6,9 +6,6 @@ use std::time::{Duration, Instant};
 
 use cart_service::{Application, Settings};
 use order_events::{OrderEvent, OrderEventCodec, RegistryConfig};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 use testkit::Broker;
 
@@ -138,66 +135,14 @@ impl TestCart {
 }
 
 pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "test-reader")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .unwrap();
-    let partitions = metadata.topics()[0].partitions().len() as i32;
-    let mut assignment = TopicPartitionList::new();
-    let mut ends = std::collections::HashMap::new();
-    for p in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(5))
-            .unwrap();
-        if high > low {
-            ends.insert(p, high);
-            assignment
-                .add_partition_offset(topic, p, Offset::Beginning)
-                .unwrap();
-        }
-    }
-    let mut records = vec![];
-    if ends.is_empty() {
-        return records;
-    }
-    consumer.assign(&assignment).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ends.is_empty() {
-        assert!(Instant::now() < deadline, "reading {topic} took too long");
-        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let message = message.unwrap();
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_string(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        records.push(Record {
-            partition: message.partition(),
-            key: String::from_utf8_lossy(message.key().unwrap_or_default()).to_string(),
-            payload: message.payload().unwrap_or_default().to_vec(),
-            headers,
-        });
-        if let Some(end) = ends.get(&message.partition()) {
-            if message.offset() + 1 >= *end {
-                ends.remove(&message.partition());
-            }
-        }
-    }
-    records
+    testkit::topic::read_to_end(bootstrap, topic, Duration::from_secs(30))
+        .unwrap()
+        .into_iter()
+        .map(|r| Record {
+            partition: r.partition,
+            key: r.key_text(),
+            payload: r.value.unwrap_or_default(),
+            headers: r.headers,
+        })
+        .collect()
 }

@@ -14,10 +14,10 @@ use order_events::{
     Currency, CustomerId, EventType, ItemId, Money, Order, OrderEvent, OrderEventCodec, OrderId,
     OrderItem, OrderStatus, Quantity, RegistryConfig, ORDER_EVENTS_DLQ_TOPIC, ORDER_EVENTS_TOPIC,
 };
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, OwnedHeaders};
+
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use schema_registry::Running as Registry;
 use serde_json::json;
 use testkit::Broker;
@@ -148,84 +148,11 @@ impl Env {
     }
 }
 
-/// A record read back from a topic.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, String)>,
-}
-
-impl DeadLetter {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
+/// A record read back from the dead-letter topic.
+pub type DeadLetter = testkit::TopicRecord;
 
 fn read_topic(bootstrap: &str, topic: &str, count: usize) -> Vec<DeadLetter> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "test-reader")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    // The service creates the topic when it starts.
-    let partitions = loop {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .unwrap();
-        let found = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map(|t| t.partitions().len());
-        match found {
-            Some(n) if n > 0 => break n as i32,
-            _ if Instant::now() > deadline => panic!("topic {topic} was never created"),
-            _ => std::thread::sleep(Duration::from_millis(50)),
-        }
-    };
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..partitions {
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut out = Vec::new();
-    while out.len() < count {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {count} records arrived on {topic}",
-            out.len()
-        );
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let headers = m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| {
-                            (
-                                h.key.to_owned(),
-                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.push(DeadLetter {
-                key: m.key().map(<[u8]>::to_vec),
-                value: m.payload().map(<[u8]>::to_vec),
-                headers,
-            });
-        }
-    }
-    out
+    testkit::topic::read_count(bootstrap, topic, count, Duration::from_secs(30)).unwrap()
 }
 
 /// Polls `/ready` until it answers 200 (30 s at most).
