@@ -211,15 +211,14 @@ fn is_loopback(url: &str) -> bool {
 
 /// A service running on tasks of this process (for tests); stops when dropped.
 pub struct Running {
-    url: String,
+    server: service_kit::Spawned<anyhow::Result<()>>,
     store: Arc<Store>,
-    server: JoinHandle<anyhow::Result<()>>,
 }
 
 impl Running {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> &str {
-        &self.url
+        self.server.url()
     }
 
     /// The view.
@@ -228,24 +227,17 @@ impl Running {
     }
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
 /// Builds the service and serves it on a tokio task of the current runtime.
 pub async fn spawn(settings: Settings) -> anyhow::Result<Running> {
     let app = Application::build(settings).await?;
-    let url = format!("http://127.0.0.1:{}", app.port());
     let store = app.store();
     let consumer = app.consumer.abort_handle();
-    let server = tokio::spawn(async move {
+    let server = service_kit::Spawned::new(app.port(), async move {
         // Aborting this task drops the server; the consumer is aborted with it.
         let _guard = AbortOnDrop(consumer);
         app.run_until_stopped().await
     });
-    Ok(Running { url, store, server })
+    Ok(Running { server, store })
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);

@@ -151,30 +151,10 @@ async fn ready(store: Data<Store>) -> HttpResponse {
 
 /// A registry serving from a task of this process (for embedding it, and for tests); it stops
 /// when dropped.
-pub struct Running {
-    url: String,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Running {
-    /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
+pub type Running = service_kit::Spawned<std::io::Result<()>>;
 
 /// Builds the registry and serves it on a tokio task of the current runtime.
 pub async fn spawn(settings: Settings) -> anyhow::Result<Running> {
     let app = Application::build(settings).await?;
-    let url = format!("http://127.0.0.1:{}", app.port());
-    Ok(Running {
-        url,
-        server: tokio::spawn(app.run_until_stopped()),
-    })
+    Ok(Running::new(app.port(), app.run_until_stopped()))
 }

@@ -51,3 +51,31 @@ pub fn kafka_properties(flags: &[String]) -> anyhow::Result<Vec<(String, String)
     }
     Ok(properties)
 }
+
+/// A service serving from a task of this process (for embedding it, and for tests): its URL,
+/// and the task, which is aborted when this is dropped.
+pub struct Spawned<R> {
+    url: String,
+    task: tokio::task::JoinHandle<R>,
+}
+
+impl<R: Send + 'static> Spawned<R> {
+    /// Runs `server` on a task of the current runtime; `port` is where it listens.
+    pub fn new(port: u16, server: impl std::future::Future<Output = R> + Send + 'static) -> Self {
+        Spawned {
+            url: format!("http://127.0.0.1:{port}"),
+            task: tokio::spawn(server),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl<R> Drop for Spawned<R> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
