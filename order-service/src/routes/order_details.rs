@@ -35,7 +35,9 @@ pub struct DetailsQuery {
     #[param(value_type = Option<u32>, minimum = 0, maximum = 30000, example = 2000)]
     wait_ms: Option<String>,
     /// With `waitMs`: wait until at least this version is in the view (default: any).
-    #[param(value_type = Option<i64>, minimum = 1, example = 2)]
+    // No example: Swagger UI pre-fills examples, and "Try it out" on a new order (version 1)
+    // would then wait for a version 2 and answer 404.
+    #[param(value_type = Option<i64>, minimum = 1)]
     min_version: Option<String>,
 }
 
