@@ -77,16 +77,7 @@ impl Stack {
     }
 
     fn python(&self, args: &[&str]) -> String {
-        let python = std::env::var("STACK_PYTHON").unwrap_or_else(|_| {
-            testkit::workspace_root()
-                .join(".tools/venv/bin/python")
-                .display()
-                .to_string()
-        });
-        assert!(
-            std::path::Path::new(&python).exists(),
-            "no Python with confluent-kafka at {python}: run `cargo run -p stack -- test`"
-        );
+        let python = testkit::test_python().unwrap();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/confluent_orders.py");
         let bootstrap = self.broker.bootstrap_servers();
         let output = std::process::Command::new(python)

@@ -9,17 +9,7 @@ use common::TestRegistry;
 
 #[tokio::test]
 async fn confluents_python_client_cannot_tell_the_difference() -> anyhow::Result<()> {
-    let python = std::env::var("STACK_PYTHON").unwrap_or_else(|_| {
-        testkit::workspace_root()
-            .join(".tools/venv/bin/python")
-            .display()
-            .to_string()
-    });
-    anyhow::ensure!(
-        std::path::Path::new(&python).exists(),
-        "no Python with confluent-kafka at {python}: run the README's test command \
-         (`cargo run -p stack -- test`), which creates it, or set STACK_PYTHON"
-    );
+    let python = testkit::test_python()?;
     let r = TestRegistry::start().await?;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),

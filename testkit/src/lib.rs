@@ -56,6 +56,24 @@ pub fn tansu_binary() -> anyhow::Result<PathBuf> {
     )
 }
 
+/// The Python interpreter with the test tools (Confluent's client, Selenium): `$STACK_PYTHON`,
+/// else the virtualenv the README's test command creates under `.tools/venv`. Fails with
+/// instructions when there is none; a test that needs it never skips.
+pub fn test_python() -> anyhow::Result<PathBuf> {
+    let python = match std::env::var_os("STACK_PYTHON") {
+        Some(path) => workspace_root().join(path),
+        None => workspace_root().join(TOOLS_DIR).join("venv/bin/python"),
+    };
+    if !python.exists() {
+        bail!(
+            "no Python with the test tools at {}: run the README's test command \
+             (`cargo run -p stack -- test`), which creates it, or set STACK_PYTHON",
+            python.display()
+        );
+    }
+    Ok(python)
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("binding a probe socket")?;
