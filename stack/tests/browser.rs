@@ -26,17 +26,7 @@ const SCRIPT_DEADLINE: Duration = Duration::from_secs(300);
 
 #[test]
 fn docs_try_it_out_and_registry_ui_work_in_chromium() {
-    let python = std::env::var("STACK_PYTHON").unwrap_or_else(|_| {
-        testkit::workspace_root()
-            .join(".tools/venv/bin/python")
-            .display()
-            .to_string()
-    });
-    assert!(
-        Path::new(&python).exists(),
-        "no Python with Selenium at {python}: run the README's test command \
-         (`cargo run -p stack -- test`), which creates it, or set STACK_PYTHON"
-    );
+    let python = testkit::test_python().unwrap();
     for (var, default) in [
         ("CHROMIUM", "/usr/bin/chromium"),
         ("CHROMEDRIVER", "/usr/bin/chromedriver"),
@@ -66,7 +56,7 @@ fn docs_try_it_out_and_registry_ui_work_in_chromium() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("starting {python}: {e}"));
+        .unwrap_or_else(|e| panic!("starting {}: {e}", python.display()));
     let readers: Vec<_> = [
         child
             .stdout

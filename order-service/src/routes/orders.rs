@@ -28,14 +28,15 @@ pub struct ListParams {
     /// Only orders with this status: pending, confirmed, shipped, delivered, cancelled.
     #[param(value_type = Option<String>, example = "pending")]
     status: Option<String>,
-    /// Only orders of this customer.
-    #[param(value_type = Option<String>, example = "CUST-42")]
+    /// Only orders of this customer. (No example: Swagger UI would pre-fill it in "Try it out"
+    /// and the listing would come back empty.)
+    #[param(value_type = Option<String>)]
     customer_id: Option<String>,
     /// Page size, 1 to 500 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 500, example = 50)]
     limit: Option<String>,
-    /// The `nextCursor` of the previous page.
-    #[param(value_type = Option<String>, example = "ORDER-050")]
+    /// The `nextCursor` of the previous page (empty for the first page).
+    #[param(value_type = Option<String>)]
     cursor: Option<String>,
 }
 
