@@ -6,7 +6,19 @@
 
 mod common;
 
-use common::{curl, port_is_free, Launched};
+use common::{curl, port_is_free, Launched, Ports, Reply};
+
+fn create_order(ports: Ports) -> Reply {
+    curl(&[
+        "-X",
+        "POST",
+        &format!("{}/api/create-order", ports.cart_url()),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"orderId": "LAUNCHER-1", "numItems": 2}"#,
+    ])
+}
 
 #[test]
 fn up_prints_working_urls_stops_on_ctrl_c_and_finds_its_data_again() {
@@ -35,15 +47,7 @@ fn up_prints_working_urls_stops_on_ctrl_c_and_finds_its_data_again() {
     assert!(stack.output_contains(&format!("127.0.0.1:{}", ports.broker)));
 
     // An order through the launched stack.
-    let created = curl(&[
-        "-X",
-        "POST",
-        &format!("{}/api/create-order", ports.cart_url()),
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        r#"{"orderId": "LAUNCHER-1", "numItems": 2}"#,
-    ]);
+    let created = create_order(ports);
     assert_eq!(created.status, 201, "{}", created.body);
     let total = created.json()["totalAmount"].clone();
     let details = curl(&[&format!(
@@ -81,15 +85,7 @@ fn up_prints_working_urls_stops_on_ctrl_c_and_finds_its_data_again() {
         "{}",
         subjects.body
     );
-    let duplicate = curl(&[
-        "-X",
-        "POST",
-        &format!("{}/api/create-order", ports.cart_url()),
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        r#"{"orderId": "LAUNCHER-1", "numItems": 2}"#,
-    ]);
+    let duplicate = create_order(ports);
     assert_eq!(duplicate.status, 409, "{}", duplicate.body);
     let details = curl(&[&format!(
         "{}/api/order-details?orderId=LAUNCHER-1",
