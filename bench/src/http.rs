@@ -114,10 +114,7 @@ impl Connection {
         if let Some(body) = body {
             self.buf.extend_from_slice(body);
         }
-        let stream = self
-            .stream
-            .as_mut()
-            .context("the connection is not open")?;
+        let stream = self.stream.as_mut().context("the connection is not open")?;
         stream
             .get_mut()
             .write_all(&self.buf)
@@ -189,7 +186,10 @@ async fn read_response(stream: &mut BufReader<TcpStream>) -> anyhow::Result<(Res
                 // Trailers until the empty line.
                 loop {
                     line.clear();
-                    stream.read_line(&mut line).await.context("reading trailers")?;
+                    stream
+                        .read_line(&mut line)
+                        .await
+                        .context("reading trailers")?;
                     if line.trim().is_empty() {
                         break;
                     }

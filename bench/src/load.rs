@@ -182,12 +182,8 @@ impl LoadReport {
 }
 
 /// The percentiles every report shows.
-pub const PERCENTILES: [(&str, f64); 4] = [
-    ("p50", 50.0),
-    ("p95", 95.0),
-    ("p99", 99.0),
-    ("p99.9", 99.9),
-];
+pub const PERCENTILES: [(&str, f64); 4] =
+    [("p50", 50.0), ("p95", 95.0), ("p99", 99.0), ("p99.9", 99.9)];
 
 /// A latency in milliseconds at a percentile of a µs histogram.
 pub fn ms_at(h: &Histogram<u64>, percentile: f64) -> f64 {
@@ -243,7 +239,9 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
     let mut pairs = Vec::with_capacity(connections);
     for _ in 0..connections {
         let mut cart = Connection::new(config.cart_addr.clone(), config.timeout);
-        cart.connect().await.context("opening a CartService connection")?;
+        cart.connect()
+            .await
+            .context("opening a CartService connection")?;
         let order = match &config.follow {
             Some(addr) => {
                 let mut order = Connection::new(addr.clone(), config.timeout);

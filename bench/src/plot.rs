@@ -53,15 +53,29 @@ fn nines_label(x: &f64) -> String {
 }
 
 /// Draws the series into a PNG at `path`.
-pub fn latency_by_percentile(path: &Path, title: &str, series: &[Series<'_>]) -> anyhow::Result<()> {
+pub fn latency_by_percentile(
+    path: &Path,
+    title: &str,
+    series: &[Series<'_>],
+) -> anyhow::Result<()> {
     let text = register_font();
     let max_nines = 3.0_f64;
     let values: Vec<f64> = series
         .iter()
         .filter(|s| !s.histogram.is_empty())
-        .flat_map(|s| [s.histogram.min().max(1) as f64 / 1e3, s.histogram.max() as f64 / 1e3])
+        .flat_map(|s| {
+            [
+                s.histogram.min().max(1) as f64 / 1e3,
+                s.histogram.max() as f64 / 1e3,
+            ]
+        })
         .collect();
-    let y_min = values.iter().copied().fold(f64::INFINITY, f64::min).min(1.0) * 0.8;
+    let y_min = values
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .min(1.0)
+        * 0.8;
     let y_max = values.iter().copied().fold(0.0_f64, f64::max).max(10.0) * 1.25;
     let root = BitMapBackend::new(path, (1100, 650)).into_drawing_area();
     root.fill(&WHITE).context("drawing the background")?;
@@ -118,9 +132,9 @@ pub fn latency_by_percentile(path: &Path, title: &str, series: &[Series<'_>]) ->
             .draw_series(LineSeries::new(points, color.stroke_width(3)))
             .context("drawing a series")?;
         if text {
-            drawn
-                .label(s.name.clone())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(3)));
+            drawn.label(s.name.clone()).legend(move |(x, y)| {
+                PathElement::new([(x, y), (x + 20, y)], color.stroke_width(3))
+            });
         }
     }
     if text {

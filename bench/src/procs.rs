@@ -29,8 +29,8 @@ impl Proc {
     /// Starts `command` with its output in `{log_dir}/{name}.log`.
     pub fn spawn(name: &str, mut command: Command, log_dir: &Path) -> anyhow::Result<Proc> {
         let log = log_dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log)
-            .with_context(|| format!("creating {}", log.display()))?;
+        let file =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = file.try_clone().context("cloning a log file handle")?;
         let started = Instant::now();
         let child = command
@@ -173,7 +173,10 @@ mod tests {
     #[test]
     fn reads_counters_with_and_without_labels() {
         let text = "# HELP x\norder_events_applied_total 42\nlag{partition=\"0\"} 3\nlag{partition=\"1\"} 4\nlagx 9\n";
-        assert_eq!(prometheus_value(text, "order_events_applied_total"), Some(42.0));
+        assert_eq!(
+            prometheus_value(text, "order_events_applied_total"),
+            Some(42.0)
+        );
         assert_eq!(prometheus_value(text, "lag"), Some(7.0));
         assert_eq!(prometheus_value(text, "missing"), None);
     }

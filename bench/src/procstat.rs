@@ -102,8 +102,7 @@ impl Sampler {
             let first: Vec<Option<Reading>> = pids.iter().map(|p| read(*p).ok()).collect();
             let peaks = Mutex::new(vec![0_u64; pids.len()]);
             let sample = |peaks: &Mutex<Vec<u64>>| -> Vec<Option<Reading>> {
-                let readings: Vec<Option<Reading>> =
-                    pids.iter().map(|p| read(*p).ok()).collect();
+                let readings: Vec<Option<Reading>> = pids.iter().map(|p| read(*p).ok()).collect();
                 let mut peaks = peaks.lock().unwrap_or_else(PoisonError::into_inner);
                 for (peak, r) in peaks.iter_mut().zip(&readings) {
                     if let Some(r) = r {

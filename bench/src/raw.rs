@@ -216,7 +216,10 @@ pub async fn produce(
 }
 
 type Delivery = (
-    Result<rdkafka::producer::future_producer::Delivery, (rdkafka::error::KafkaError, rdkafka::message::OwnedMessage)>,
+    Result<
+        rdkafka::producer::future_producer::Delivery,
+        (rdkafka::error::KafkaError, rdkafka::message::OwnedMessage),
+    >,
     Instant,
 );
 

@@ -64,6 +64,11 @@ struct Args {
     /// Record a `perf` profile of CartService (closed loop) and OrderService (catch-up).
     #[arg(long)]
     profile: bool,
+    /// Run Tansu exactly as shipped. By default the benchmark adds one index to Tansu's SQLite
+    /// schema (`header (topition, offset_id)`): without it every fetched record costs a full
+    /// scan of all headers ever written, which makes consuming N records O(N²) (see NOTES.md).
+    #[arg(long)]
+    stock_tansu: bool,
     /// Do not run `cargo build --release` first.
     #[arg(long)]
     skip_build: bool,
@@ -192,7 +197,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| root.join("target").join("release"));
     for name in SERVICES {
         if !bin_dir.join(name).is_file() {
-            bail!("{} is missing; build it first", bin_dir.join(name).display());
+            bail!(
+                "{} is missing; build it first",
+                bin_dir.join(name).display()
+            );
         }
     }
     let tansu = testkit::tansu_binary()?;
@@ -203,8 +211,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&results_dir)
         .with_context(|| format!("creating {}", results_dir.display()))?;
     let work = std::env::temp_dir().join(format!("bench-{}", uuid::Uuid::new_v4()));
-    let logs = work.join("logs");
-    for dir in ["broker", "order-main", "order-catchup", "logs"] {
+    let logs = results_dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    for dir in ["broker", "order-main", "order-catchup"] {
         std::fs::create_dir_all(work.join(dir))
             .with_context(|| format!("creating {}", work.join(dir).display()))?;
     }
@@ -235,7 +244,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .report
         .clone()
         .unwrap_or_else(|| root.join("BENCHMARKS.md"));
-    write_outputs(&args, &r, &results_dir, &report_path, outcome.as_ref().err())?;
+    write_outputs(
+        &args,
+        &r,
+        &results_dir,
+        &report_path,
+        outcome.as_ref().err(),
+    )?;
     let _ = std::fs::remove_dir_all(&work);
     say(format!(
         "done in {:.0} s; wrote {} and {}",
@@ -286,6 +301,10 @@ async fn phases(
     let mut broker = Proc::spawn("broker", broker_cmd, logs)?;
     let t = broker.wait_listening(broker_port, READY_LIMIT).await?;
     r.startup.push(("Tansu broker (listening)".into(), t));
+    if !args.stock_tansu {
+        add_header_index(&work.join("broker").join("broker.db")).await?;
+        say("added the index header (topition, offset_id) to Tansu's SQLite schema");
+    }
 
     let mut registry_cmd = Command::new(bin("schema-registry"));
     registry_cmd
@@ -307,8 +326,7 @@ async fn phases(
     };
     let mut cart = Proc::spawn("cart-service", cart_cmd(cart_port, "order-events"), logs)?;
     let t = cart.wait_ready(cart_port, READY_LIMIT).await?;
-    r.startup
-        .push(("cart-service (empty topic)".into(), t));
+    r.startup.push(("cart-service (empty topic)".into(), t));
 
     let order_cmd = |port: u16, topic: &str, data: &Path| {
         let mut c = Command::new(bin("order-service"));
@@ -331,8 +349,7 @@ async fn phases(
         logs,
     )?;
     let t = order.wait_ready(order_port, READY_LIMIT).await?;
-    r.startup
-        .push(("order-service (empty view)".into(), t));
+    r.startup.push(("order-service (empty view)".into(), t));
 
     // ---- Idle. ----
     say("idle for 5 s");
@@ -365,7 +382,7 @@ async fn phases(
     }
 
     // ---- End to end at fixed rates (open loop). ----
-    for &rate in &args.rates {
+    for &rate in args.rates.iter().filter(|r| **r > 0.0) {
         // Enough workers that 100 ms of latency causes no queueing in the generator itself.
         let connections = ((rate * 0.1).ceil() as usize).clamp(16, 512);
         say(format!(
@@ -392,19 +409,21 @@ async fn phases(
 
     // The size of a record CartService wrote (value and headers), for the raw producer's.
     let probe_bootstrap = bootstrap.clone();
-    r.cart_record = Some(
-        tokio::task::spawn_blocking(move || {
-            raw::consume(
-                &probe_bootstrap,
-                "order-events",
-                1,
-                FETCH_WAIT_MAX_MS,
-                Duration::from_secs(30),
-            )
-        })
-        .await
-        .context("the probe task failed")??,
-    );
+    match tokio::task::spawn_blocking(move || {
+        raw::consume(
+            &probe_bootstrap,
+            "order-events",
+            1,
+            FETCH_WAIT_MAX_MS,
+            Duration::from_secs(30),
+        )
+    })
+    .await
+    .context("the probe task failed")?
+    {
+        Ok(record) => r.cart_record = Some(record),
+        Err(e) => say(format!("could not read a CartService record: {e:#}")),
+    }
 
     // ---- CartService closed loop: OrderService is stopped so that, like the raw producer
     // later, CartService shares the two cores only with the broker and the generator. ----
@@ -453,19 +472,23 @@ async fn phases(
     let encode_started = Instant::now();
     let orders = args.orders;
     let num_items = args.num_items;
-    let records = tokio::task::spawn_blocking(move || {
-        raw::records("CATCHUP-", orders, num_items, schema_id)
-    })
-    .await
-    .context("the encoding task failed")??;
+    let records =
+        tokio::task::spawn_blocking(move || raw::records("CATCHUP-", orders, num_items, schema_id))
+            .await
+            .context("the encoding task failed")??;
     r.encode_time = encode_started.elapsed();
     r.raw_value_len = records.first().map_or(0, |rec| rec.value.len());
     raw::create_topic(&bootstrap, CATCHUP_TOPIC, 3).await?;
     raw::create_topic(&bootstrap, WINDOW_TOPIC, 3).await?;
-    let broker_only = [("broker", broker.pid()), ("schema-registry", registry.pid())];
+    let broker_only = [
+        ("broker", broker.pid()),
+        ("schema-registry", registry.pid()),
+    ];
 
     let window_count = (args.orders / 10).clamp(1_000, 50_000).min(args.orders);
-    let window_records = usize::try_from(window_count).unwrap_or(records.len()).min(records.len());
+    let window_records = usize::try_from(window_count)
+        .unwrap_or(records.len())
+        .min(records.len());
     say(format!(
         "raw produce with {} in flight (CartService's closed-loop concurrency): {window_records} records",
         args.connections
@@ -554,14 +577,16 @@ async fn phases(
         &mut r.usages,
         async {
             let ready_at = catchup.wait_ready(catchup_port, READY_LIMIT).await?;
-            let mut metrics = Connection::new(format!("127.0.0.1:{catchup_port}"), Duration::from_secs(10));
+            let mut metrics =
+                Connection::new(format!("127.0.0.1:{catchup_port}"), Duration::from_secs(10));
             loop {
                 let applied = match metrics.get("/metrics").await {
                     Ok(response) if response.status == 200 => procs::prometheus_value(
                         &String::from_utf8_lossy(&response.body),
                         "order_events_applied_total",
                     )
-                    .unwrap_or(0.0) as u64,
+                    .unwrap_or(0.0)
+                        as u64,
                     _ => 0,
                 };
                 if applied >= orders {
@@ -619,23 +644,26 @@ async fn phases(
             }
             let body: serde_json::Value =
                 serde_json::from_slice(&response.body).context("parsing the scan's answer")?;
-            let count = body.get("count").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            let count = body
+                .get("count")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
             Ok((elapsed, count))
         },
     )
     .await?;
-    say(format!(
-        "  {} IDs in {:.1} s",
-        scan.1,
-        scan.0.as_secs_f64()
-    ));
+    say(format!("  {} IDs in {:.1} s", scan.1, scan.0.as_secs_f64()));
     r.scan = Some(scan);
     catchup.stop();
 
     // ---- CartService start-up with N orders in its topic. ----
     say("CartService start-up with the catch-up topic");
     let loaded_port = testkit::free_port()?;
-    let mut loaded = Proc::spawn("cart-service-loaded", cart_cmd(loaded_port, CATCHUP_TOPIC), logs)?;
+    let mut loaded = Proc::spawn(
+        "cart-service-loaded",
+        cart_cmd(loaded_port, CATCHUP_TOPIC),
+        logs,
+    )?;
     let loaded_pid = loaded.pid();
     let t = sampled(
         "CartService start-up (N orders)",
@@ -653,6 +681,51 @@ async fn phases(
     registry.stop();
     broker.stop();
     Ok(())
+}
+
+/// Tansu 0.6's SQLite schema has no index on `header`, and its fetch looks up the headers of
+/// every record it returns with `… where r.offset_id = $4` joined to `header`: a full scan of
+/// the header table per record. This adds the missing index once Tansu has created its schema.
+async fn add_header_index(db: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempt = (|| -> anyhow::Result<bool> {
+            if !db.is_file() {
+                return Ok(false);
+            }
+            let conn = rusqlite::Connection::open(db)
+                .with_context(|| format!("opening {}", db.display()))?;
+            conn.busy_timeout(Duration::from_secs(10))
+                .context("setting a busy timeout")?;
+            let has_table: bool = conn
+                .query_row(
+                    "select count(*) from sqlite_master where type = 'table' and name = 'header'",
+                    [],
+                    |row| row.get::<_, i64>(0),
+                )
+                .context("reading Tansu's schema")?
+                > 0;
+            if has_table {
+                conn.execute(
+                    "create index if not exists bench_header_topition_offset \
+                     on header (topition, offset_id)",
+                    [],
+                )
+                .context("creating the header index")?;
+            }
+            Ok(has_table)
+        })();
+        match attempt {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => {}
+        }
+        if Instant::now() > deadline {
+            bail!("Tansu did not create its schema in {} within 30 s", db.display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A `perf record` in progress.
@@ -817,14 +890,19 @@ fn write_outputs(
         r.total.as_secs_f64()
     );
     if let Some(e) = failure {
-        let _ = writeln!(md, "> **The run did not finish**: {e:#}. What was measured before is below.\n");
+        let _ = writeln!(
+            md,
+            "> **The run did not finish**: {e:#}. What was measured before is below.\n"
+        );
     }
     let m = &r.machine;
     let _ = writeln!(md, "## Machine\n");
     let _ = writeln!(
         md,
         "- {} logical cores ({}), {:.1} GiB memory, Linux {}.",
-        m["cores"], m["cpu"].as_str().unwrap_or("?"), m["memoryGiB"].as_f64().unwrap_or(0.0),
+        m["cores"],
+        m["cpu"].as_str().unwrap_or("?"),
+        m["memoryGiB"].as_f64().unwrap_or(0.0),
         m["kernel"].as_str().unwrap_or("?")
     );
     let _ = writeln!(
@@ -840,7 +918,10 @@ fn write_outputs(
 
     // Targets.
     let _ = writeln!(md, "## Targets (issue #6)\n");
-    let _ = writeln!(md, "| target | measured | ratio | verdict |\n| --- | --- | --- | --- |");
+    let _ = writeln!(
+        md,
+        "| target | measured | ratio | verdict |\n| --- | --- | --- | --- |"
+    );
     if let (Some(closed), Some(produce)) = (&r.closed, &r.produce) {
         let ratio = closed.throughput() / produce.rate();
         let _ = writeln!(
@@ -849,7 +930,11 @@ fn write_outputs(
             closed.throughput(), closed.connections, produce.rate(), verdict(ratio >= 0.5)
         );
     }
-    if let Some(report) = r.e2e.iter().find(|x| matches!(x.mode, Mode::Open { rate } if (rate - 1000.0).abs() < 0.5)) {
+    if let Some(report) = r
+        .e2e
+        .iter()
+        .find(|x| matches!(x.mode, Mode::Open { rate } if (rate - 1000.0).abs() < 0.5))
+    {
         let p99 = load::ms_at(&report.e2e, 99.0);
         let _ = writeln!(
             md,
@@ -878,7 +963,10 @@ fn write_outputs(
 
     // Throughput.
     let _ = writeln!(md, "## Throughput\n");
-    let _ = writeln!(md, "| measure | records | seconds | per second | latency |\n| --- | --- | --- | --- | --- |");
+    let _ = writeln!(
+        md,
+        "| measure | records | seconds | per second | latency |\n| --- | --- | --- | --- | --- |"
+    );
     if let Some(c) = &r.closed {
         let _ = writeln!(md, "| CartService create-order, closed loop, {} keep-alive connections | {} | {:.1} | {:.0} | p50 {} ms, p99 {} ms (send → 201) |",
             c.connections, c.created, c.elapsed.as_secs_f64(), c.throughput(), pct(&c.create, 50.0), pct(&c.create, 99.0));
@@ -892,16 +980,25 @@ fn write_outputs(
             p.window, p.records, p.elapsed.as_secs_f64(), p.rate(), pct(&p.ack, 50.0), pct(&p.ack, 99.0));
     }
     if let Some(c) = &r.consume {
-        let _ = writeln!(md, "| **raw consume ceiling** (assign, from the beginning) | {} | {:.1} | {:.0} | – |",
-            c.records, c.elapsed.as_secs_f64(), c.rate());
+        let _ = writeln!(
+            md,
+            "| **raw consume ceiling** (assign, from the beginning) | {} | {:.1} | {:.0} | – |",
+            c.records,
+            c.elapsed.as_secs_f64(),
+            c.rate()
+        );
     }
     if r.catchup_applied > 0 {
         let _ = writeln!(md, "| OrderService catch-up, fresh process and view (from ready) | {} | {:.1} | {:.0} | view complete {:.1} s after process start |",
             r.catchup_applied, r.catchup_ingest.as_secs_f64(), r.catchup_applied as f64 / r.catchup_ingest.as_secs_f64().max(1e-9), r.catchup_total.as_secs_f64());
     }
     if let Some((scan, ids)) = r.scan {
-        let _ = writeln!(md, "| getAllOrderIdsFromTopic (distinct IDs, one request) | {ids} | {:.1} | {:.0} | – |",
-            scan.as_secs_f64(), ids as f64 / scan.as_secs_f64().max(1e-9));
+        let _ = writeln!(
+            md,
+            "| getAllOrderIdsFromTopic (distinct IDs, one request) | {ids} | {:.1} | {:.0} | – |",
+            scan.as_secs_f64(),
+            ids as f64 / scan.as_secs_f64().max(1e-9)
+        );
     }
     let _ = writeln!(md);
     if let Some(c) = &r.cart_record {
@@ -920,19 +1017,36 @@ fn write_outputs(
         if x.errors.is_empty() {
             "0".to_string()
         } else {
-            x.errors.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ")
+            x.errors
+                .iter()
+                .map(|(k, n)| format!("{k}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     };
     for x in &r.e2e {
-        let rate = match x.mode { Mode::Open { rate } => rate, Mode::Closed => 0.0 };
+        let rate = match x.mode {
+            Mode::Open { rate } => rate,
+            Mode::Closed => 0.0,
+        };
         for (what, h) in [("create → 201", &x.create), ("end to end", &x.e2e)] {
             let _ = writeln!(md, "| open loop {rate:.0}/s, {} conns | {:.0} | {what} | {} | {} | {} | {} | {:.2} | {} |",
                 x.connections, x.throughput(), pct(h, 50.0), pct(h, 95.0), pct(h, 99.0), pct(h, 99.9), h.max() as f64 / 1e3, errors(x));
         }
     }
     if let Some(x) = &r.closed {
-        let _ = writeln!(md, "| closed loop, {} conns | {:.0} | create → 201 | {} | {} | {} | {} | {:.2} | {} |",
-            x.connections, x.throughput(), pct(&x.create, 50.0), pct(&x.create, 95.0), pct(&x.create, 99.0), pct(&x.create, 99.9), x.create.max() as f64 / 1e3, errors(x));
+        let _ = writeln!(
+            md,
+            "| closed loop, {} conns | {:.0} | create → 201 | {} | {} | {} | {} | {:.2} | {} |",
+            x.connections,
+            x.throughput(),
+            pct(&x.create, 50.0),
+            pct(&x.create, 95.0),
+            pct(&x.create, 99.0),
+            pct(&x.create, 99.9),
+            x.create.max() as f64 / 1e3,
+            errors(x)
+        );
     }
     let _ = writeln!(md);
     if plotted.is_ok() {
@@ -956,7 +1070,15 @@ fn write_outputs(
     let _ = writeln!(md, "| phase | process | seconds | CPU (cores) | RSS end MiB | RSS peak MiB |\n| --- | --- | --- | --- | --- | --- |");
     for u in &r.usages {
         for (name, x) in &u.by_process {
-            let _ = writeln!(md, "| {} | {name} | {:.1} | {:.2} | {} | {} |", u.phase, x.wall.as_secs_f64(), x.cpu_cores, mb(x.rss_end), mb(x.rss_peak));
+            let _ = writeln!(
+                md,
+                "| {} | {name} | {:.1} | {:.2} | {} | {} |",
+                u.phase,
+                x.wall.as_secs_f64(),
+                x.cpu_cores,
+                mb(x.rss_end),
+                mb(x.rss_peak)
+            );
         }
     }
     let _ = writeln!(md);
@@ -974,7 +1096,8 @@ fn write_outputs(
     if let Ok(text) = std::fs::read_to_string(&notes) {
         let _ = writeln!(md, "{text}");
     }
-    std::fs::write(report_path, md).with_context(|| format!("writing {}", report_path.display()))?;
+    std::fs::write(report_path, md)
+        .with_context(|| format!("writing {}", report_path.display()))?;
     Ok(())
 }
 

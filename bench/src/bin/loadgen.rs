@@ -90,9 +90,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.duration = Duration::from_secs_f64(args.duration.max(0.0));
     config.max_requests = args.requests;
     config.num_items = args.num_items;
-    config.id_prefix = args.id_prefix.unwrap_or_else(|| {
-        format!("LG-{}-", chrono::Utc::now().format("%Y%m%d%H%M%S"))
-    });
+    config.id_prefix = args
+        .id_prefix
+        .unwrap_or_else(|| format!("LG-{}-", chrono::Utc::now().format("%Y%m%d%H%M%S")));
     config.follow = args.follow.as_deref().map(host_port).transpose()?;
     config.wait_ms = args.wait_ms;
     config.timeout = Duration::from_secs_f64(args.timeout.max(0.001));
