@@ -35,7 +35,7 @@ struct Args {
     #[arg(long, default_value_t = 1_000_000)]
     orders: u64,
     /// Keep-alive connections of the closed-loop CartService run.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 256)]
     connections: usize,
     /// Seconds of the closed-loop CartService run.
     #[arg(long, default_value_t = 20.0)]
@@ -570,7 +570,7 @@ async fn phases(
     let catchup_procs = [("broker", broker.pid()), ("order-service", catchup_pid)];
     let profile_order = args
         .profile
-        .then(|| start_perf("order-service", catchup_pid, 15.0, work));
+        .then(|| start_perf("order-service", catchup_pid, 8.0, work));
     let (ready_at, total, applied) = sampled(
         "OrderService catch-up",
         &catchup_procs,
@@ -722,7 +722,10 @@ async fn add_header_index(db: &Path) -> anyhow::Result<()> {
             Err(_) => {}
         }
         if Instant::now() > deadline {
-            bail!("Tansu did not create its schema in {} within 30 s", db.display());
+            bail!(
+                "Tansu did not create its schema in {} within 30 s",
+                db.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -746,7 +749,7 @@ fn start_perf(name: &str, pid: u32, seconds: f64, work: &Path) -> anyhow::Result
         .arg(&data)
         .args(["--", "sleep", &format!("{seconds:.1}")])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(data.with_extension("log")).context("creating perf's log")?)
         .spawn()
         .context("starting perf record")?;
     Ok(Perf {
@@ -777,11 +780,21 @@ fn finish_perf(perf: anyhow::Result<Perf>) -> anyhow::Result<(String, String)> {
         .output()
         .context("running perf report")?;
     let text = String::from_utf8_lossy(&output.stdout);
-    let lines: Vec<&str> = text
+    // perf pads its columns to the terminal-less maximum width: keep percent, dso, symbol.
+    let lines: Vec<String> = text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let end = words.iter().position(|w| *w == "-").unwrap_or(words.len());
+            words[..end].join(" ")
+        })
         .take(25)
         .collect();
+    if lines.is_empty() {
+        let stderr = std::fs::read_to_string(perf.data.with_extension("log")).unwrap_or_default();
+        return Ok((perf.name, format!("(no samples) {}", stderr.trim())));
+    }
     Ok((perf.name, lines.join("\n")))
 }
 
