@@ -95,7 +95,7 @@ pub fn latency_by_percentile(
             .configure_mesh()
             .x_desc("percentile")
             .y_desc("latency (ms, log scale)")
-            .x_labels(7)
+            .x_labels(4)
             .x_label_formatter(&nines_label)
             .y_label_formatter(&|y| format!("{y}"))
             .label_style(("sans-serif", 15))
@@ -115,6 +115,8 @@ pub fn latency_by_percentile(
         RGBColor(214, 39, 40),
         RGBColor(148, 103, 189),
         RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
     ];
     for (i, s) in series.iter().enumerate() {
         if s.histogram.is_empty() {
