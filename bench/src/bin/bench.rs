@@ -568,15 +568,16 @@ async fn phases(
     )?;
     let catchup_pid = catchup.pid();
     let catchup_procs = [("broker", broker.pid()), ("order-service", catchup_pid)];
-    let profile_order = args
-        .profile
-        .then(|| start_perf("order-service", catchup_pid, 8.0, work));
-    let (ready_at, total, applied) = sampled(
+    let (ready_at, total, applied, profile_order) = sampled(
         "OrderService catch-up",
         &catchup_procs,
         &mut r.usages,
         async {
             let ready_at = catchup.wait_ready(catchup_port, READY_LIMIT).await?;
+            // perf attaches only once the process and its threads exist.
+            let perf = args
+                .profile
+                .then(|| start_perf("order-service", catchup_pid, 8.0, work));
             let mut metrics =
                 Connection::new(format!("127.0.0.1:{catchup_port}"), Duration::from_secs(10));
             loop {
@@ -590,7 +591,7 @@ async fn phases(
                     _ => 0,
                 };
                 if applied >= orders {
-                    return Ok((ready_at, catchup.started.elapsed(), applied));
+                    return Ok((ready_at, catchup.started.elapsed(), applied, perf));
                 }
                 if catchup.started.elapsed() > Duration::from_secs(3600) {
                     bail!("OrderService applied only {applied} of {orders} in an hour");
