@@ -339,6 +339,11 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         wait_for("broker", Duration::from_secs(30), || {
             TcpStream::connect(("127.0.0.1", args.broker_port)).is_ok()
         })?;
+        testkit::tansu::add_header_index(
+            &data.join("broker").join("broker.db"),
+            Duration::from_secs(30),
+        )
+        .context("adding the missing header index to Tansu's database")?;
 
         let mut registry = Command::new(bin("schema-registry"));
         registry

@@ -138,7 +138,11 @@ impl Broker {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
+                // As the launcher does: tests run on the broker users get.
+                return crate::tansu::add_header_index(
+                    &self.dir.path().join("broker.db"),
+                    Duration::from_secs(20),
+                );
             }
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+pub mod tansu;
+
 #[cfg(feature = "broker")]
 mod broker;
 #[cfg(feature = "broker")]

@@ -302,7 +302,12 @@ async fn phases(
     let t = broker.wait_listening(broker_port, READY_LIMIT).await?;
     r.startup.push(("Tansu broker (listening)".into(), t));
     if !args.stock_tansu {
-        add_header_index(&work.join("broker").join("broker.db")).await?;
+        let db = work.join("broker").join("broker.db");
+        tokio::task::spawn_blocking(move || {
+            testkit::tansu::add_header_index(&db, Duration::from_secs(30))
+        })
+        .await
+        .context("the index task failed")??;
         say("added the index header (topition, offset_id) to Tansu's SQLite schema");
     }
 
@@ -682,54 +687,6 @@ async fn phases(
     registry.stop();
     broker.stop();
     Ok(())
-}
-
-/// Tansu 0.6's SQLite schema has no index on `header`, and its fetch looks up the headers of
-/// every record it returns with `… where r.offset_id = $4` joined to `header`: a full scan of
-/// the header table per record. This adds the missing index once Tansu has created its schema.
-async fn add_header_index(db: &Path) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let attempt = (|| -> anyhow::Result<bool> {
-            if !db.is_file() {
-                return Ok(false);
-            }
-            let conn = rusqlite::Connection::open(db)
-                .with_context(|| format!("opening {}", db.display()))?;
-            conn.busy_timeout(Duration::from_secs(10))
-                .context("setting a busy timeout")?;
-            let has_table: bool = conn
-                .query_row(
-                    "select count(*) from sqlite_master where type = 'table' and name = 'header'",
-                    [],
-                    |row| row.get::<_, i64>(0),
-                )
-                .context("reading Tansu's schema")?
-                > 0;
-            if has_table {
-                conn.execute(
-                    "create index if not exists bench_header_topition_offset \
-                     on header (topition, offset_id)",
-                    [],
-                )
-                .context("creating the header index")?;
-            }
-            Ok(has_table)
-        })();
-        match attempt {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) if Instant::now() > deadline => return Err(e),
-            Err(_) => {}
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "Tansu did not create its schema in {} within 30 s",
-                db.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A `perf record` in progress.
