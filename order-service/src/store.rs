@@ -153,9 +153,12 @@ impl Store {
         if !mode.eq_ignore_ascii_case("wal") {
             anyhow::bail!("the view database refused WAL mode (journal_mode is {mode})");
         }
+        // Checkpoints run inside the writer's commits; one every 10,000 pages (~40 MB of WAL)
+        // instead of SQLite's 1,000 writes each hot page (indexes, inner B-tree pages) once
+        // per interval instead of ten times. It was an eighth of the catch-up's CPU time.
         writer
-            .execute_batch("PRAGMA synchronous = NORMAL;")
-            .context("setting synchronous = NORMAL")?;
+            .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;")
+            .context("setting synchronous = NORMAL and the checkpoint interval")?;
         writer
             .execute_batch(SCHEMA)
             .context("creating the view's tables")?;
