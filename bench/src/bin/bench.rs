@@ -460,7 +460,7 @@ async fn phases(
     )
     .await?;
     if let Some(perf) = profile_cart {
-        r.profiles.push(finish_perf(perf)?);
+        r.profiles.push(profile_or_reason("cart-service", perf));
     }
     say(closed.summary());
     r.closed = Some(closed);
@@ -607,7 +607,7 @@ async fn phases(
     )
     .await?;
     if let Some(perf) = profile_order {
-        r.profiles.push(finish_perf(perf)?);
+        r.profiles.push(profile_or_reason("order-service", perf));
     }
     r.catchup_total = total;
     r.catchup_ingest = total.saturating_sub(ready_at);
@@ -715,6 +715,12 @@ fn start_perf(name: &str, pid: u32, seconds: f64, work: &Path) -> anyhow::Result
         child,
         data,
     })
+}
+
+/// The profile's summary, or why there is none (e.g. `perf` is not installed: Debian's
+/// `linux-perf`); a missing profiler must not cost the rest of the run.
+fn profile_or_reason(name: &str, perf: anyhow::Result<Perf>) -> (String, String) {
+    finish_perf(perf).unwrap_or_else(|e| (name.to_string(), format!("(not profiled: {e:#})")))
 }
 
 /// Waits for perf and summarizes the profile: the hottest symbols by self time.
