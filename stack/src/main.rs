@@ -321,20 +321,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
 
     let mut services: Vec<Service> = Vec::new();
     let result = (|| -> anyhow::Result<()> {
-        let listener = format!("tcp://127.0.0.1:{}", args.broker_port);
-        let mut broker = Command::new(&tansu);
-        broker
-            .args([
-                "broker",
-                "--listener-url",
-                &listener,
-                "--advertised-listener-url",
-                &listener,
-            ])
-            // Tansu reads the path after `sqlite://` relative to its working directory (a
-            // leading `/` is dropped), so it runs inside its data directory.
-            .args(["--storage-engine", "sqlite://broker.db"])
-            .current_dir(data.join("broker"));
+        let broker = testkit::tansu::broker_command(&tansu, args.broker_port, &data.join("broker"));
         services.push(spawn("broker", broker, &stop_tx)?);
         wait_for("broker", Duration::from_secs(30), || {
             TcpStream::connect(("127.0.0.1", args.broker_port)).is_ok()

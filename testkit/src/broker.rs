@@ -107,7 +107,6 @@ impl Broker {
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
         let log_path = self.dir.path().join("broker.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -117,17 +116,7 @@ impl Broker {
         let log_err = log
             .try_clone()
             .context("duplicating the broker log handle")?;
-        let child = Command::new(&self.binary)
-            .arg("broker")
-            .arg("--listener-url")
-            .arg(&url)
-            .arg("--advertised-listener-url")
-            .arg(&url)
-            .arg("--storage-engine")
-            // Tansu reads the path after `sqlite://` relative to its working directory (even a
-            // leading `/` is dropped), so it runs inside the data directory.
-            .arg("sqlite://broker.db")
-            .current_dir(self.dir.path())
+        let child = crate::tansu::broker_command(&self.binary, self.port, self.dir.path())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log)

@@ -1,4 +1,5 @@
-//! A fix for Tansu 0.6's SQLite schema that every place starting Tansu applies.
+//! Starting Tansu the same way everywhere (launcher, tests, benchmark), and a fix for its
+//! SQLite schema that every one of them applies.
 //!
 //! Tansu's fetch looks up the headers of each record it returns (`header_fetch.sql`, joined on
 //! `offset_id`), and its schema gives the `header` table no index: every fetched record costs a
@@ -8,9 +9,25 @@
 //! has no such problem; this belongs upstream in Tansu.
 
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+
+/// `tansu broker` listening on 127.0.0.1:`port` with SQLite storage in `data_dir/broker.db`.
+/// Tansu reads the path after `sqlite://` relative to its working directory (even a leading `/`
+/// is dropped), so the command runs inside `data_dir`. Output and environment are the caller's.
+pub fn broker_command(binary: &Path, port: u16, data_dir: &Path) -> Command {
+    let listener = format!("tcp://127.0.0.1:{port}");
+    let mut command = Command::new(binary);
+    command
+        .arg("broker")
+        .args(["--listener-url", &listener])
+        .args(["--advertised-listener-url", &listener])
+        .args(["--storage-engine", "sqlite://broker.db"])
+        .current_dir(data_dir);
+    command
+}
 
 /// The index added to Tansu's `header` table.
 pub const HEADER_INDEX: &str = "create index if not exists tansu_header_topition_offset \

@@ -285,19 +285,7 @@ async fn phases(
 
     // ---- Start-up: each process from spawn to ready, one after the other. ----
     say("starting Tansu (SQLite storage)");
-    let listener = format!("tcp://127.0.0.1:{broker_port}");
-    let mut broker_cmd = Command::new(tansu);
-    broker_cmd
-        .args([
-            "broker",
-            "--listener-url",
-            &listener,
-            "--advertised-listener-url",
-            &listener,
-            "--storage-engine",
-            "sqlite://broker.db",
-        ])
-        .current_dir(work.join("broker"));
+    let broker_cmd = testkit::tansu::broker_command(tansu, broker_port, &work.join("broker"));
     let mut broker = Proc::spawn("broker", broker_cmd, logs)?;
     let t = broker.wait_listening(broker_port, READY_LIMIT).await?;
     r.startup.push(("Tansu broker (listening)".into(), t));
