@@ -57,26 +57,16 @@ fn docs_try_it_out_and_registry_ui_work_in_chromium() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}", python.display()));
-    let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|mut stream| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stream.read_to_string(&mut text);
-            text
+    let readers: Vec<_> = common::output_streams(&mut child)
+        .into_iter()
+        .map(|mut stream| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = stream.read_to_string(&mut text);
+                text
+            })
         })
-    })
-    .collect();
+        .collect();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break Some(status);

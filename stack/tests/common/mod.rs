@@ -97,19 +97,7 @@ impl Launched {
             .spawn()
             .expect("starting the stack launcher");
         let output = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for stream in output_streams(&mut child) {
             let output = Arc::clone(&output);
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -184,6 +172,23 @@ impl Drop for Launched {
     fn drop(&mut self) {
         self.interrupt();
     }
+}
+
+/// A child's stdout and stderr (those that were piped), to be read on threads of their own.
+pub fn output_streams(child: &mut Child) -> Vec<Box<dyn Read + Send>> {
+    [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The answer of one HTTP request made with curl: status and body.
