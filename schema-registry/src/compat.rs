@@ -29,9 +29,11 @@
 //! * Transitive levels check the newest version first and report only the first version that
 //!   fails.
 //!
-//! Where this module departs from Java, it is in the messages only: a named type checked a
-//! second time reports its problems at the second location too (Java repeats the first
-//! location), a reader field that matches two writer fields (by name and by alias) is reported as
+//! Where this module departs from Java, it is in the messages only: each (reader type, writer
+//! type) pair's problems are listed once, at the first location where they are met (Java
+//! repeats them at every use of a named type, which doubles the list with every level of a
+//! schema whose named types each use the next one twice), at most [`MAX_REPORTED_PROBLEMS`] are
+//! listed, a reader field that matches two writer fields (by name and by alias) is reported as
 //! an incompatibility instead of an exception, and `{oldSchemaVersion: N}` is added whenever
 //! anything failed (Confluent's FULL check omits it when only the forward half fails).
 //!
@@ -39,7 +41,7 @@
 //! ([`Schema::denormalize`]) so that every named type is defined inside the schema. A named
 //! reference that cannot be resolved inside its own schema is compared by name only.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -270,9 +272,36 @@ impl fmt::Display for Incompatibility {
 // Public checks
 // ---------------------------------------------------------------------------------------------
 
+/// The most problems listed for one reader/writer pair of schemas. Beyond it the list is cut
+/// (the verdict stays exact), so that one request cannot make the answer arbitrarily large.
+pub const MAX_REPORTED_PROBLEMS: usize = 100;
+
+/// The outcome of one reader/writer check: the verdict, and the problems behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// Whether data written with the writer schema can be read with the reader schema.
+    pub compatible: bool,
+    /// Why not, each (reader type, writer type) pair listed once, at the first place met.
+    pub problems: Vec<Incompatibility>,
+    /// Whether problems beyond the limit were left out.
+    pub truncated: bool,
+}
+
 /// Every reason why data written with `writer` cannot be read with `reader` by Avro schema
-/// resolution, in the order Avro Java finds them; empty means compatible.
+/// resolution, in the order Avro Java finds them (at most [`MAX_REPORTED_PROBLEMS`]); empty
+/// means compatible.
 pub fn can_read(reader: &Schema, writer: &Schema) -> Vec<Incompatibility> {
+    resolve_pair(reader, writer, MAX_REPORTED_PROBLEMS).problems
+}
+
+/// Decides whether `reader` can read data written with `writer`, listing at most `limit`
+/// problems.
+///
+/// Time and memory are polynomial in the sizes of the two schemas whatever their shape: the
+/// verdict of each (reader type, writer type) pair is computed once, and a pair met again at
+/// another place (a named type used twice) is not listed again. Listing every path instead
+/// grows as 2^depth for a schema whose named types each use the next one twice.
+pub fn resolve_pair(reader: &Schema, writer: &Schema, limit: usize) -> Resolution {
     let reader_names = NameTable::of(reader);
     let writer_names = NameTable::of(writer);
     let mut checker = Checker {
@@ -280,20 +309,24 @@ pub fn can_read(reader: &Schema, writer: &Schema) -> Vec<Incompatibility> {
         writer_names: &writer_names,
         memo: HashMap::new(),
     };
-    checker
-        .compatibility(
-            Node {
-                schema: reader,
-                namespace: None,
-            },
-            Node {
-                schema: writer,
-                namespace: None,
-            },
-        )
-        .into_iter()
-        .map(Found::into_incompatibility)
-        .collect()
+    let reader = Node {
+        schema: reader,
+        namespace: None,
+    };
+    let writer = Node {
+        schema: writer,
+        namespace: None,
+    };
+    let compatible = checker.verdict(reader, writer);
+    let mut report = Report::new(limit);
+    if !compatible {
+        checker.report(reader, writer, &mut report);
+    }
+    Resolution {
+        compatible,
+        problems: report.problems,
+        truncated: report.truncated,
+    }
 }
 
 /// Checks `candidate` against a subject's non-deleted versions `existing` (oldest first, each
@@ -305,8 +338,9 @@ pub fn can_read(reader: &Schema, writer: &Schema) -> Vec<Incompatibility> {
 /// FULL: both; NONE: always compatible.
 ///
 /// Returns Confluent's verbose messages (empty means compatible): one
-/// `{errorType:..., description:..., additionalInfo:...}` per problem, then
-/// `{oldSchemaVersion: N}`, `{oldSchema: '...'}` and
+/// `{errorType:..., description:..., additionalInfo:...}` per problem (at most
+/// [`MAX_REPORTED_PROBLEMS`] per direction, then `{truncated: '...'}` if some were left out),
+/// then `{oldSchemaVersion: N}`, `{oldSchema: '...'}` and
 /// `{validateFields: 'false', compatibility: 'LEVEL'}`.
 pub fn check(
     level: CompatibilityLevel,
@@ -323,21 +357,36 @@ pub fn check(
     };
     for (version, old) in against {
         let mut messages = Vec::new();
+        let mut compatible = true;
+        let mut truncated = false;
         if level.checks_forward() {
+            let forward = resolve_pair(old, candidate, MAX_REPORTED_PROBLEMS);
+            compatible &= forward.compatible;
+            truncated |= forward.truncated;
             messages.extend(
-                can_read(old, candidate)
+                forward
+                    .problems
                     .iter()
                     .map(|i| i.confluent_message("old", "new")),
             );
         }
         if level.checks_backward() {
+            let backward = resolve_pair(candidate, old, MAX_REPORTED_PROBLEMS);
+            compatible &= backward.compatible;
+            truncated |= backward.truncated;
             messages.extend(
-                can_read(candidate, old)
+                backward
+                    .problems
                     .iter()
                     .map(|i| i.confluent_message("new", "old")),
             );
         }
-        if !messages.is_empty() {
+        if !compatible {
+            if truncated {
+                messages.push(format!(
+                    "{{truncated: 'more problems were found; only the first {MAX_REPORTED_PROBLEMS} of each direction are listed'}}"
+                ));
+            }
             messages.push(format!("{{oldSchemaVersion: {version}}}"));
             messages.push(old_schema_message(old));
             messages.push(format!(
@@ -553,88 +602,152 @@ impl<'a> Resolved<'a> {
     }
 }
 
-/// An incompatibility whose path is relative to the pair it was found in, stored leaf first so
-/// that callers can append their own step as the result travels up.
-#[derive(Clone)]
-struct Found {
-    kind: IncompatibilityKind,
-    reversed_path: Vec<String>,
-    message: String,
+/// The JSON pointer of `path` (steps from the root), escaped as RFC 6901 asks.
+fn pointer<'s>(path: impl IntoIterator<Item = &'s str>) -> String {
+    let steps: Vec<String> = path
+        .into_iter()
+        .map(|step| step.replace('~', "~0").replace('/', "~1"))
+        .collect();
+    format!("/{}", steps.join("/"))
 }
 
-impl Found {
-    fn new(kind: IncompatibilityKind, message: impl Into<String>) -> Self {
-        Found {
+/// What the reporting walk has found so far, and where it is.
+struct Report {
+    /// Steps from the root to the pair being looked at.
+    path: Vec<String>,
+    problems: Vec<Incompatibility>,
+    limit: usize,
+    truncated: bool,
+    /// Pairs already reported (or being reported): each is listed once.
+    seen: HashSet<(usize, usize)>,
+}
+
+impl Report {
+    fn new(limit: usize) -> Self {
+        Report {
+            path: Vec::new(),
+            problems: Vec::new(),
+            limit,
+            truncated: false,
+            seen: HashSet::new(),
+        }
+    }
+
+    /// Records a problem at the current place, or `steps` below it.
+    fn add(&mut self, kind: IncompatibilityKind, steps: &[&str], message: impl Into<String>) {
+        if self.problems.len() >= self.limit {
+            self.truncated = true;
+            return;
+        }
+        let location = pointer(
+            self.path
+                .iter()
+                .map(String::as_str)
+                .chain(steps.iter().copied()),
+        );
+        self.problems.push(Incompatibility {
             kind,
-            reversed_path: Vec::new(),
-            message: message.into(),
-        }
-    }
-
-    fn at(mut self, step: impl Into<String>) -> Self {
-        self.reversed_path.push(step.into());
-        self
-    }
-
-    fn into_incompatibility(self) -> Incompatibility {
-        let mut location = String::from("/");
-        let steps: Vec<String> = self
-            .reversed_path
-            .iter()
-            .rev()
-            .map(|step| step.replace('~', "~0").replace('/', "~1"))
-            .collect();
-        location.push_str(&steps.join("/"));
-        Incompatibility {
-            kind: self.kind,
             location,
-            message: self.message,
-        }
+            message: message.into(),
+        });
     }
 }
 
-fn under(step: &str, found: Vec<Found>) -> Vec<Found> {
-    found.into_iter().map(|f| f.at(step)).collect()
+/// Adds a problem (`steps` below the current place) when reporting; either way, the pair is
+/// incompatible.
+fn problem(
+    report: &mut Option<&mut Report>,
+    kind: IncompatibilityKind,
+    steps: &[&str],
+    message: impl Into<String>,
+) -> bool {
+    if let Some(report) = report.as_deref_mut() {
+        report.add(kind, steps, message);
+    }
+    false
 }
 
 enum Memo {
     InProgress,
-    Done(Vec<Found>),
+    Done(bool),
 }
 
-/// Java's `ReaderWriterCompatibilityChecker`: memoizes every (reader, writer) pair by identity,
-/// and treats a pair that is already being checked (a recursive type) as compatible.
+/// Java's `ReaderWriterCompatibilityChecker`: memoizes the verdict of every (reader, writer)
+/// pair by identity, and treats a pair that is already being checked (a recursive type) as
+/// compatible.
+///
+/// The verdicts are computed first ([`Checker::verdict`]); then, only for an incompatible
+/// root, a second walk ([`Checker::report`]) lists the problems, descending only into
+/// incompatible pairs and visiting each pair once.
 struct Checker<'a> {
     reader_names: &'a NameTable<'a>,
     writer_names: &'a NameTable<'a>,
     memo: HashMap<(usize, usize), Memo>,
 }
 
+fn pair_key(reader: &Resolved<'_>, writer: &Resolved<'_>) -> (usize, usize) {
+    (
+        reader.schema as *const Schema as usize,
+        writer.schema as *const Schema as usize,
+    )
+}
+
 impl<'a> Checker<'a> {
-    fn compatibility(&mut self, reader: Node<'a>, writer: Node<'a>) -> Vec<Found> {
+    /// Can `reader` read what `writer` wrote?
+    fn verdict(&mut self, reader: Node<'a>, writer: Node<'a>) -> bool {
         let reader = resolve(reader, self.reader_names);
         let writer = resolve(writer, self.writer_names);
-        let key = (
-            reader.schema as *const Schema as usize,
-            writer.schema as *const Schema as usize,
-        );
+        let key = pair_key(&reader, &writer);
         match self.memo.get(&key) {
-            Some(Memo::InProgress) => return Vec::new(),
-            Some(Memo::Done(found)) => return found.clone(),
+            Some(Memo::InProgress) => return true,
+            Some(Memo::Done(compatible)) => return *compatible,
             None => {}
         }
         self.memo.insert(key, Memo::InProgress);
-        let found = self.calculate(reader, writer);
-        self.memo.insert(key, Memo::Done(found.clone()));
-        found
+        let compatible = self.examine(reader, writer, None);
+        self.memo.insert(key, Memo::Done(compatible));
+        compatible
     }
 
-    fn is_compatible(&mut self, reader: Node<'a>, writer: Node<'a>) -> bool {
-        self.compatibility(reader, writer).is_empty()
+    /// Lists the problems of an incompatible pair, unless it was listed already.
+    fn report(&mut self, reader: Node<'a>, writer: Node<'a>, report: &mut Report) {
+        let reader = resolve(reader, self.reader_names);
+        let writer = resolve(writer, self.writer_names);
+        if report.truncated || !report.seen.insert(pair_key(&reader, &writer)) {
+            return;
+        }
+        self.examine(reader, writer, Some(report));
     }
 
-    fn calculate(&mut self, reader: Resolved<'a>, writer: Resolved<'a>) -> Vec<Found> {
+    /// A child pair at `steps` below the current one: its verdict and, when reporting and
+    /// it is incompatible, its problems.
+    fn child(
+        &mut self,
+        reader: Node<'a>,
+        writer: Node<'a>,
+        steps: &[&str],
+        report: &mut Option<&mut Report>,
+    ) -> bool {
+        let compatible = self.verdict(reader, writer);
+        if let (false, Some(report)) = (compatible, report.as_deref_mut()) {
+            let depth = report.path.len();
+            report.path.extend(steps.iter().map(|s| s.to_string()));
+            self.report(reader, writer, report);
+            report.path.truncate(depth);
+        }
+        compatible
+    }
+
+    /// One pair's rules. Without a report it only decides; with one it also lists problems
+    /// (every child is still visited, so the memo holds the same verdicts as Java's).
+    fn examine(
+        &mut self,
+        reader: Resolved<'a>,
+        writer: Resolved<'a>,
+        mut report: Option<&mut Report>,
+    ) -> bool {
         use Shape as S;
+        let report = &mut report;
         match (reader.shape, writer.shape) {
             // Same type.
             (S::Null, S::Null)
@@ -644,37 +757,32 @@ impl<'a> Checker<'a> {
             | (S::Float, S::Float)
             | (S::Double, S::Double)
             | (S::Bytes, S::Bytes)
-            | (S::String, S::String) => Vec::new(),
-            (S::Array(r), S::Array(w)) => under(
-                "items",
-                self.compatibility(reader.child(r), writer.child(w)),
-            ),
-            (S::Map(r), S::Map(w)) => under(
-                "values",
-                self.compatibility(reader.child(r), writer.child(w)),
-            ),
+            | (S::String, S::String) => true,
+            (S::Array(r), S::Array(w)) => {
+                self.child(reader.child(r), writer.child(w), &["items"], report)
+            }
+            (S::Map(r), S::Map(w)) => {
+                self.child(reader.child(r), writer.child(w), &["values"], report)
+            }
             (S::Fixed(r), S::Fixed(w)) => {
-                let mut found = check_names(&reader, &writer);
+                let mut compatible = check_names(&reader, &writer, report);
                 if r.size != w.size {
-                    found.push(
-                        Found::new(
-                            IncompatibilityKind::FixedSizeMismatch,
-                            format!("expected: {}, found: {}", w.size, r.size),
-                        )
-                        .at("size"),
+                    compatible = problem(
+                        report,
+                        IncompatibilityKind::FixedSizeMismatch,
+                        &["size"],
+                        format!("expected: {}, found: {}", w.size, r.size),
                     );
                 }
-                found
+                compatible
             }
             (S::Enum(r), S::Enum(w)) => {
-                let mut found = check_names(&reader, &writer);
-                found.extend(check_enum_symbols(r, w));
-                found
+                let names = check_names(&reader, &writer, report);
+                check_enum_symbols(r, w, report) && names
             }
             (S::Record(r), S::Record(w)) => {
-                let mut found = check_names(&reader, &writer);
-                found.extend(self.check_fields(r, &reader, w, &writer));
-                found
+                let names = check_names(&reader, &writer, report);
+                self.check_fields(r, &reader, w, &writer, report) && names
             }
             (S::Union(_), S::Union(branches)) => {
                 // Every writer branch must be readable by the reader union.
@@ -682,21 +790,20 @@ impl<'a> Checker<'a> {
                     schema: reader.schema,
                     namespace: reader.namespace,
                 };
-                let mut found = Vec::new();
+                let mut compatible = true;
                 for (index, branch) in branches.iter().enumerate() {
                     let branch_node = writer.child(branch);
-                    if !self.is_compatible(reader_node, branch_node) {
+                    if !self.verdict(reader_node, branch_node) {
                         let branch_type = resolve(branch_node, self.writer_names).shape.type_name();
-                        found.push(
-                            Found::new(
-                                IncompatibilityKind::MissingUnionBranch,
-                                format!("reader union lacking writer type: {branch_type}"),
-                            )
-                            .at(index.to_string()),
+                        compatible = problem(
+                            report,
+                            IncompatibilityKind::MissingUnionBranch,
+                            &[&index.to_string()],
+                            format!("reader union lacking writer type: {branch_type}"),
                         );
                     }
                 }
-                found
+                compatible
             }
             // Different types: a writer union is readable if each of its branches is.
             (_, S::Union(branches)) => {
@@ -704,12 +811,12 @@ impl<'a> Checker<'a> {
                     schema: reader.schema,
                     namespace: reader.namespace,
                 };
-                let mut found = Vec::new();
+                let mut compatible = true;
                 for (index, branch) in branches.iter().enumerate() {
-                    let branch_found = self.compatibility(reader_node, writer.child(branch));
-                    found.extend(under(&index.to_string(), branch_found));
+                    let step = index.to_string();
+                    compatible &= self.child(reader_node, writer.child(branch), &[&step], report);
                 }
-                found
+                compatible
             }
             // A reader union reads a writer type if any of its branches does.
             (S::Union(branches), _) => {
@@ -718,30 +825,37 @@ impl<'a> Checker<'a> {
                     namespace: writer.namespace,
                 };
                 for branch in branches {
-                    if self.is_compatible(reader.child(branch), writer_node) {
-                        return Vec::new();
+                    if self.verdict(reader.child(branch), writer_node) {
+                        return true;
                     }
                 }
-                vec![Found::new(
+                problem(
+                    report,
                     IncompatibilityKind::MissingUnionBranch,
+                    &[],
                     format!(
                         "reader union lacking writer type: {}",
                         writer.shape.type_name()
                     ),
-                )]
+                )
             }
             // A reference we cannot see into: compare names only.
             (S::Unresolved(_), S::Unresolved(_) | S::Record(_) | S::Enum(_) | S::Fixed(_))
             | (S::Record(_) | S::Enum(_) | S::Fixed(_), S::Unresolved(_)) => {
-                check_names(&reader, &writer)
+                check_names(&reader, &writer, report)
             }
             // Promotions.
             (S::Long, S::Int)
             | (S::Float, S::Int | S::Long)
             | (S::Double, S::Int | S::Long | S::Float)
             | (S::Bytes, S::String)
-            | (S::String, S::Bytes) => Vec::new(),
-            _ => vec![type_mismatch(&reader, &writer)],
+            | (S::String, S::Bytes) => true,
+            _ => problem(
+                report,
+                IncompatibilityKind::TypeMismatch,
+                &[],
+                type_mismatch(&reader, &writer),
+            ),
         }
     }
 
@@ -751,20 +865,20 @@ impl<'a> Checker<'a> {
         reader: &Resolved<'a>,
         writer_record: &'a RecordSchema,
         writer: &Resolved<'a>,
-    ) -> Vec<Found> {
-        let mut found = Vec::new();
+        report: &mut Option<&mut Report>,
+    ) -> bool {
+        let mut compatible = true;
         for (position, reader_field) in reader_record.fields.iter().enumerate() {
             let position = position.to_string();
             let matches = lookup_writer_fields(writer_record, reader_field);
-            let field_found = match matches.as_slice() {
-                [writer_field] => under(
-                    "type",
-                    self.compatibility(
-                        reader.child(&reader_field.schema),
-                        writer.child(&writer_field.schema),
-                    ),
+            let field_compatible = match matches.as_slice() {
+                [writer_field] => self.child(
+                    reader.child(&reader_field.schema),
+                    writer.child(&writer_field.schema),
+                    &["fields", &position, "type"],
+                    report,
                 ),
-                [] if reader_field.default.is_some() => Vec::new(),
+                [] if reader_field.default.is_some() => true,
                 [] => {
                     let field_node = reader.child(&reader_field.schema);
                     let field_shape = resolve(field_node, self.reader_names).shape;
@@ -776,29 +890,38 @@ impl<'a> Checker<'a> {
                                 schema: writer.schema,
                                 namespace: writer.namespace,
                             };
-                            under("type", self.compatibility(field_node, writer_node))
+                            self.child(
+                                field_node,
+                                writer_node,
+                                &["fields", &position, "type"],
+                                report,
+                            )
                         }
-                        _ => vec![Found::new(
+                        _ => problem(
+                            report,
                             IncompatibilityKind::ReaderFieldMissingDefaultValue,
+                            &["fields", &position],
                             reader_field.name.clone(),
-                        )],
+                        ),
                     }
                 }
                 several => {
                     let names: Vec<&str> = several.iter().map(|f| f.name.as_str()).collect();
-                    vec![Found::new(
+                    problem(
+                        report,
                         IncompatibilityKind::TypeMismatch,
+                        &["fields", &position],
                         format!(
                             "reader field '{}' matches several writer fields: {}",
                             reader_field.name,
                             names.join(", ")
                         ),
-                    )]
+                    )
                 }
             };
-            found.extend(under(&position, field_found));
+            compatible &= field_compatible;
         }
-        under("fields", found)
+        compatible
     }
 }
 
@@ -863,9 +986,13 @@ fn resolve<'a>(node: Node<'a>, names: &'a NameTable<'a>) -> Resolved<'a> {
 
 /// Java's `schemaNameEquals`: equal unqualified names, or a reader alias equal to the writer's
 /// full name.
-fn check_names(reader: &Resolved<'_>, writer: &Resolved<'_>) -> Vec<Found> {
+fn check_names(
+    reader: &Resolved<'_>,
+    writer: &Resolved<'_>,
+    report: &mut Option<&mut Report>,
+) -> bool {
     let (Some(reader_name), Some(writer_name)) = (reader.shape.name(), writer.shape.name()) else {
-        return Vec::new();
+        return true;
     };
     let writer_full = writer.full_name();
     let reader_namespace = reader_name.namespace().or(reader.namespace);
@@ -873,19 +1000,21 @@ fn check_names(reader: &Resolved<'_>, writer: &Resolved<'_>) -> Vec<Found> {
         || reader.shape.aliases().iter().any(|alias| {
             alias.fully_qualified_name(reader_namespace).fullname(None) == writer_full
         });
-    if matches {
-        Vec::new()
-    } else {
-        vec![Found::new(
+    matches
+        || problem(
+            report,
             IncompatibilityKind::NameMismatch,
+            &["name"],
             format!("expected: {writer_full}"),
         )
-        .at("name")]
-    }
 }
 
 /// Every writer symbol must be a reader symbol, unless the reader enum has a default.
-fn check_enum_symbols(reader: &EnumSchema, writer: &EnumSchema) -> Vec<Found> {
+fn check_enum_symbols(
+    reader: &EnumSchema,
+    writer: &EnumSchema,
+    report: &mut Option<&mut Report>,
+) -> bool {
     let mut missing: Vec<&str> = writer
         .symbols
         .iter()
@@ -898,15 +1027,14 @@ fn check_enum_symbols(reader: &EnumSchema, writer: &EnumSchema) -> Vec<Found> {
         .default
         .as_ref()
         .is_some_and(|default| reader.symbols.contains(default));
-    if missing.is_empty() || reader_has_default {
-        Vec::new()
-    } else {
-        vec![Found::new(
+    missing.is_empty()
+        || reader_has_default
+        || problem(
+            report,
             IncompatibilityKind::MissingEnumSymbols,
+            &["symbols"],
             format!("[{}]", missing.join(", ")),
         )
-        .at("symbols")]
-    }
 }
 
 /// Java's `lookupWriterField`: the writer field with the reader field's name, and those with
@@ -926,14 +1054,11 @@ fn lookup_writer_fields<'w>(
     matches
 }
 
-fn type_mismatch(reader: &Resolved<'_>, writer: &Resolved<'_>) -> Found {
-    Found::new(
-        IncompatibilityKind::TypeMismatch,
-        format!(
-            "reader type: {} not compatible with writer type: {}",
-            reader.shape.type_name(),
-            writer.shape.type_name()
-        ),
+fn type_mismatch(reader: &Resolved<'_>, writer: &Resolved<'_>) -> String {
+    format!(
+        "reader type: {} not compatible with writer type: {}",
+        reader.shape.type_name(),
+        writer.shape.type_name()
     )
 }
 
@@ -1460,22 +1585,94 @@ mod tests {
         ]));
         assert_eq!(
             problems(&reader, &writer),
-            vec![
-                (
-                    ReaderFieldMissingDefaultValue,
-                    "/fields/0/type/fields/1".to_string(),
-                    "zip".to_string()
-                ),
-                (
-                    ReaderFieldMissingDefaultValue,
-                    "/fields/1/type/fields/1".to_string(),
-                    "zip".to_string()
-                ),
-            ]
+            vec![(
+                ReaderFieldMissingDefaultValue,
+                "/fields/0/type/fields/1".to_string(),
+                "zip".to_string()
+            ),],
+            "the shipping Address is the same pair of types, listed once"
         );
         assert!(
             readable(&writer, &reader),
             "the old Address ignores the new zip field"
+        );
+    }
+
+    /// `levels` records, each using the next one twice (once by definition, once by name);
+    /// the last holds one field of type `leaf`. Listing every path gives 2^levels problems.
+    pub(super) fn doubling(levels: usize, leaf: &str) -> Value {
+        let mut schema = json!({"type": "record", "name": format!("L{levels}"), "fields": [
+            {"name": "v", "type": leaf}
+        ]});
+        for level in (0..levels).rev() {
+            let next = format!("L{}", level + 1);
+            schema = json!({"type": "record", "name": format!("L{level}"), "fields": [
+                {"name": "a", "type": schema},
+                {"name": "b", "type": next}
+            ]});
+        }
+        schema
+    }
+
+    #[test]
+    fn a_pair_of_types_used_on_many_paths_is_listed_once() {
+        let found = problems(&doubling(30, "boolean"), &doubling(30, "int"));
+        let path = format!("{}/fields/0/type", "/fields/0/type".repeat(30));
+        assert_eq!(
+            found,
+            one(
+                TypeMismatch,
+                &path,
+                "reader type: BOOLEAN not compatible with writer type: INT"
+            )
+        );
+        assert!(readable(&doubling(30, "long"), &doubling(30, "int")));
+    }
+
+    #[test]
+    fn problems_beyond_the_limit_are_cut_but_the_verdict_stays() {
+        let fields = |kind: &str| -> Value {
+            (0..MAX_REPORTED_PROBLEMS + 50)
+                .map(|i| json!({"name": format!("f{i}"), "type": kind}))
+                .collect()
+        };
+        let reader = parse(&order(fields("boolean")));
+        let writer = parse(&order(fields("int")));
+        let resolution = resolve_pair(&reader, &writer, MAX_REPORTED_PROBLEMS);
+        assert!(!resolution.compatible);
+        assert!(resolution.truncated);
+        assert_eq!(resolution.problems.len(), MAX_REPORTED_PROBLEMS);
+        let messages = check(CompatibilityLevel::Backward, &reader, &[(1, &writer)]);
+        assert_eq!(messages.len(), MAX_REPORTED_PROBLEMS + 4);
+        assert!(messages[MAX_REPORTED_PROBLEMS].starts_with("{truncated: "));
+    }
+
+    #[test]
+    fn a_pair_first_met_inside_a_union_is_still_listed_where_it_fails() {
+        // The reader union tries its Address branch against the writer Address first (and
+        // discards that attempt); the same pair then fails in a plain field.
+        let address = |zip: bool| {
+            let mut fields = vec![json!({"name": "street", "type": "string"})];
+            if zip {
+                fields.push(json!({"name": "zip", "type": "string"}));
+            }
+            json!({"type": "record", "name": "Address", "fields": fields})
+        };
+        let writer = order(json!([
+            {"name": "maybe", "type": address(false)},
+            {"name": "home", "type": "Address"}
+        ]));
+        let reader = order(json!([
+            {"name": "maybe", "type": ["null", address(true), "string"]},
+            {"name": "home", "type": "Address"}
+        ]));
+        let found = problems(&reader, &writer);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].0, MissingUnionBranch);
+        assert_eq!(found[0].1, "/fields/0/type");
+        assert_eq!(
+            (found[1].0, found[1].1.as_str()),
+            (ReaderFieldMissingDefaultValue, "/fields/1/type/fields/1")
         );
     }
 
@@ -1557,11 +1754,8 @@ mod tests {
 
     #[test]
     fn locations_are_escaped_as_json_pointers() {
-        let found = Found::new(TypeMismatch, "m")
-            .at("a/b")
-            .at("c~d")
-            .into_incompatibility();
-        assert_eq!(found.location, "/c~0d/a~1b");
+        assert_eq!(pointer(["c~d", "a/b"]), "/c~0d/a~1b");
+        assert_eq!(pointer([]), "/");
     }
 
     // -- check() ------------------------------------------------------------------------------
