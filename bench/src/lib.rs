@@ -5,6 +5,7 @@
 //! processes against a fresh broker, so it depends on no service crate; it shares only the
 //! contract (`order-events`) to encode the same records CartService writes.
 
+pub mod compare;
 pub mod http;
 pub mod load;
 pub mod plot;

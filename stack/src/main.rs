@@ -1,23 +1,29 @@
 //! `cargo run -p stack -- <command>`: the developer's entry point.
 //!
-//! - `up` installs Tansu if missing, builds the binaries, starts the broker (SQLite storage),
-//!   the schema registry and both services with all data under `.data/`, waits until each is
-//!   ready, prints the URLs and streams their logs with a prefix per service. Ctrl-C stops them
-//!   in reverse order; the next `up` finds the data.
+//! - `up` installs the embedded broker (Nisshi) if missing, builds the binaries, starts the
+//!   broker (SQLite storage), the schema registry and both services with all data under
+//!   `.data/`, waits until each is ready, prints the URLs and streams their logs with a prefix
+//!   per service. It supervises them ([`supervisor`]): a process that exits, or a broker that
+//!   stops answering, is restarted. Ctrl-C stops them in reverse order; the next `up` finds the
+//!   data.
 //! - `test` installs what the tests need and runs every test of the workspace.
-//! - `install` only installs Tansu.
+//! - `install` only installs the broker.
 //!
 //! It is written in Rust so it runs wherever `cargo` does, with no Docker and no shell scripts.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod supervisor;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use supervisor::{Liveness, Supervisor};
+use testkit::embedded;
 
 #[derive(Parser)]
 #[command(name = "stack", about = "Start the embedded stack or run the tests")]
@@ -35,7 +41,7 @@ enum Commands {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         cargo_args: Vec<String>,
     },
-    /// Install Tansu (cached: only the first run builds it).
+    /// Install the embedded broker, Nisshi (cached: only the first run builds it).
     Install,
 }
 
@@ -56,6 +62,10 @@ struct UpArgs {
     /// mode (the tests use this to launch the debug build `cargo test` has just made).
     #[arg(long, env = "STACK_BIN_DIR")]
     bin_dir: Option<PathBuf>,
+    /// Restart the broker when it has not answered a Kafka metadata request for this many
+    /// seconds (it is always restarted when it exits).
+    #[arg(long, env = "STACK_BROKER_UNRESPONSIVE_SECS", default_value_t = 15)]
+    broker_unresponsive_secs: u64,
 }
 
 fn main() -> ExitCode {
@@ -63,7 +73,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Up(args) => up(args).map(|()| 0),
         Commands::Test { cargo_args } => test(&cargo_args),
-        Commands::Install => ensure_tansu().map(|_| 0),
+        Commands::Install => embedded::DEFAULT.ensure_installed().map(|_| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -76,37 +86,6 @@ fn main() -> ExitCode {
 
 fn root() -> PathBuf {
     testkit::workspace_root()
-}
-
-/// Finds Tansu, or installs it with `cargo install` (into `$TANSU_INSTALL_ROOT`, default
-/// cargo's own root, so every clone on the machine shares one build).
-fn ensure_tansu() -> anyhow::Result<PathBuf> {
-    if let Ok(path) = testkit::tansu_binary() {
-        return Ok(path);
-    }
-    let version = testkit::TANSU_VERSION;
-    eprintln!(
-        "stack: Tansu {version} is not installed; building it now with cargo install \
-         (once per machine, about 10 minutes on 2 cores; its progress follows)"
-    );
-    let mut install = Command::new(cargo());
-    install.args([
-        "install",
-        "tansu",
-        "--version",
-        version,
-        "--features",
-        "libsql",
-        "--locked",
-    ]);
-    if let Some(root) = std::env::var_os("TANSU_INSTALL_ROOT") {
-        install.arg("--root").arg(root);
-    }
-    let status = install.status().context("running cargo install tansu")?;
-    if !status.success() {
-        bail!("cargo install tansu failed ({status})");
-    }
-    testkit::tansu_binary()
 }
 
 fn cargo() -> String {
@@ -214,8 +193,12 @@ fn ensure_debian_packages() -> anyhow::Result<()> {
 }
 
 fn test(cargo_args: &[String]) -> anyhow::Result<u8> {
-    let tansu = ensure_tansu()?;
-    eprintln!("stack: using Tansu at {}", tansu.display());
+    let broker = embedded::DEFAULT.ensure_installed()?;
+    eprintln!(
+        "stack: using {} at {}",
+        embedded::DEFAULT.name,
+        broker.display()
+    );
     let python = ensure_python()?;
     ensure_debian_packages()?;
     let hadolint = python.with_file_name("hadolint");
@@ -233,7 +216,7 @@ fn test(cargo_args: &[String]) -> anyhow::Result<u8> {
         .current_dir(root())
         .args(["test", "--workspace", "--all-targets"])
         .args(cargo_args)
-        .env("TANSU_BIN", &tansu)
+        .env(embedded::DEFAULT.bin_env, &broker)
         .env("STACK_PYTHON", &python)
         .env("STACK_HADOLINT", &hadolint)
         .status()
@@ -244,7 +227,7 @@ fn test(cargo_args: &[String]) -> anyhow::Result<u8> {
         .unwrap_or(1))
 }
 
-/// The workspace binaries `up` starts (the broker is Tansu's).
+/// The workspace binaries `up` starts (the broker is Nisshi's).
 const SERVICES: [&str; 3] = ["schema-registry", "cart-service", "order-service"];
 
 fn build_release() -> anyhow::Result<()> {
@@ -261,14 +244,9 @@ fn build_release() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A process of the stack.
-struct Service {
-    name: &'static str,
-    child: Child,
-}
-
 fn up(args: UpArgs) -> anyhow::Result<()> {
-    let tansu = ensure_tansu()?;
+    let distribution = embedded::DEFAULT;
+    let broker_bin = distribution.ensure_installed()?;
     let ports = [
         ("broker", args.broker_port),
         ("schema-registry", args.registry_port),
@@ -310,49 +288,84 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     let bin = |name: &str| bin_dir.join(name);
     let bootstrap = format!("127.0.0.1:{}", args.broker_port);
+    let broker_addr = SocketAddr::from(([127, 0, 0, 1], args.broker_port));
     let registry_url = format!("http://127.0.0.1:{}", args.registry_port);
 
     let (stop_tx, stop_rx) = mpsc::channel::<&'static str>();
-    let ctrl_c = stop_tx.clone();
     ctrlc::set_handler(move || {
-        let _ = ctrl_c.send("Ctrl-C");
+        let _ = stop_tx.send("Ctrl-C");
     })
     .context("installing the Ctrl-C handler")?;
 
-    let mut services: Vec<Service> = Vec::new();
+    let mut supervisor = Supervisor::default();
     let result = (|| -> anyhow::Result<()> {
-        let broker = testkit::tansu::broker_command(&tansu, args.broker_port, &data.join("broker"));
-        services.push(spawn("broker", broker, &stop_tx)?);
+        let broker_dir = data.join("broker");
+        let broker_port = args.broker_port;
+        let prepare_dir = broker_dir.clone();
+        supervisor.start(
+            "broker",
+            Box::new(move || distribution.command(&broker_bin, broker_port, &broker_dir)),
+            Liveness::KafkaMetadata {
+                addr: broker_addr,
+                unresponsive: Duration::from_secs(args.broker_unresponsive_secs.max(1)),
+            },
+            Some(Box::new(move || {
+                distribution.prepare(&prepare_dir, Duration::from_secs(30))
+            })),
+        )?;
         wait_for("broker", Duration::from_secs(30), || {
-            TcpStream::connect(("127.0.0.1", args.broker_port)).is_ok()
+            testkit::probe::metadata(broker_addr, Duration::from_secs(1)).is_ok()
         })?;
-        testkit::tansu::add_header_index(
-            &data.join("broker").join("broker.db"),
-            Duration::from_secs(30),
-        )
-        .context("adding the missing header index to Tansu's database")?;
 
-        let mut registry = Command::new(bin("schema-registry"));
-        registry
-            .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
-            .env("API_PORT", args.registry_port.to_string());
-        services.push(spawn("schema-registry", registry, &stop_tx)?);
+        let registry_bin = bin("schema-registry");
+        let (b, port) = (bootstrap.clone(), args.registry_port);
+        supervisor.start(
+            "schema-registry",
+            Box::new(move || {
+                let mut registry = Command::new(&registry_bin);
+                registry
+                    .env("KAFKA_BOOTSTRAP_SERVERS", &b)
+                    .env("API_PORT", port.to_string());
+                registry
+            }),
+            Liveness::Process,
+            None,
+        )?;
         wait_ready("schema-registry", args.registry_port)?;
 
-        let mut cart = Command::new(bin("cart-service"));
-        cart.env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
-            .env("SCHEMA_REGISTRY_URL", &registry_url)
-            .env("API_PORT", args.cart_port.to_string());
-        services.push(spawn("cart-service", cart, &stop_tx)?);
+        let cart_bin = bin("cart-service");
+        let (b, r, port) = (bootstrap.clone(), registry_url.clone(), args.cart_port);
+        supervisor.start(
+            "cart-service",
+            Box::new(move || {
+                let mut cart = Command::new(&cart_bin);
+                cart.env("KAFKA_BOOTSTRAP_SERVERS", &b)
+                    .env("SCHEMA_REGISTRY_URL", &r)
+                    .env("API_PORT", port.to_string());
+                cart
+            }),
+            Liveness::Process,
+            None,
+        )?;
         wait_ready("cart-service", args.cart_port)?;
 
-        let mut order = Command::new(bin("order-service"));
-        order
-            .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
-            .env("SCHEMA_REGISTRY_URL", &registry_url)
-            .env("API_PORT", args.order_port.to_string())
-            .env("DATA_DIR", data.join("order-service"));
-        services.push(spawn("order-service", order, &stop_tx)?);
+        let order_bin = bin("order-service");
+        let order_data = data.join("order-service");
+        let (b, r, port) = (bootstrap.clone(), registry_url.clone(), args.order_port);
+        supervisor.start(
+            "order-service",
+            Box::new(move || {
+                let mut order = Command::new(&order_bin);
+                order
+                    .env("KAFKA_BOOTSTRAP_SERVERS", &b)
+                    .env("SCHEMA_REGISTRY_URL", &r)
+                    .env("API_PORT", port.to_string())
+                    .env("DATA_DIR", &order_data);
+                order
+            }),
+            Liveness::Process,
+            None,
+        )?;
         wait_ready("order-service", args.order_port)?;
 
         println!();
@@ -367,59 +380,15 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         );
         println!("  Schema Registry UI        {registry_url}/ui");
         println!("  Schema Registry API       {registry_url}/subjects");
-        println!("  Kafka broker (Tansu)      {bootstrap}");
-        println!("Press Ctrl-C to stop everything.");
+        println!("  Kafka broker ({})     {bootstrap}", distribution.name);
+        println!("Every process is restarted if it exits; press Ctrl-C to stop everything.");
         println!();
         let reason = stop_rx.recv().unwrap_or("the launcher");
         eprintln!("stack: stopping ({reason})");
         Ok(())
     })();
-    for service in services.iter_mut().rev() {
-        stop(service);
-    }
+    supervisor.stop();
     result
-}
-
-/// Starts a process with its output prefixed by its name; its exit is reported on `exited`.
-fn spawn(
-    name: &'static str,
-    mut command: Command,
-    exited: &mpsc::Sender<&'static str>,
-) -> anyhow::Result<Service> {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {name}"))?;
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let exit_tx = exited.clone();
-    let handles: Vec<std::thread::JoinHandle<()>> = [
-        stdout.map(|s| Box::new(s) as Box<dyn Read + Send>),
-        stderr.map(|s| Box::new(s) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|stream| std::thread::spawn(move || prefix_lines(name, stream)))
-    .collect();
-    std::thread::spawn(move || {
-        for handle in handles {
-            let _ = handle.join();
-        }
-        let _ = exit_tx.send(name);
-    });
-    Ok(Service { name, child })
-}
-
-fn prefix_lines(name: &str, stream: Box<dyn Read + Send>) {
-    let width = 15;
-    for line in BufReader::new(stream).lines() {
-        match line {
-            Ok(line) => println!("{name:>width$} | {line}"),
-            Err(_) => break,
-        }
-    }
 }
 
 fn wait_for(name: &str, limit: Duration, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
@@ -452,25 +421,4 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut head = [0_u8; 12];
     stream.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-}
-
-/// SIGTERM, then up to 15 s for a graceful exit, then SIGKILL.
-fn stop(service: &mut Service) {
-    if let Ok(Some(_)) = service.child.try_wait() {
-        return;
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &service.child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = service.child.try_wait() {
-            eprintln!("stack: {} stopped", service.name);
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    eprintln!("stack: {} did not stop in 15 s; killing it", service.name);
-    let _ = service.child.kill();
-    let _ = service.child.wait();
 }

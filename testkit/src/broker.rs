@@ -1,7 +1,6 @@
-//! A Tansu broker process for one test.
+//! A broker process for one test: the embedded default on a free port in a temporary directory.
 
 use std::io::Read;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,23 +10,26 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 
-use crate::{free_port, tansu_binary};
+use crate::embedded::{Distribution, DEFAULT};
+use crate::free_port;
 
-/// A running Tansu broker with its own port and SQLite file; killed on drop.
+/// A running broker with its own port and SQLite file; killed on drop.
 pub struct Broker {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
     binary: PathBuf,
+    distribution: Distribution,
 }
 
 impl Broker {
     /// Starts a broker on a free port in a fresh temporary directory and waits until it accepts
     /// connections.
     pub fn start() -> anyhow::Result<Broker> {
-        let binary = tansu_binary()?;
+        let distribution = DEFAULT;
+        let binary = distribution.binary()?;
         let dir = tempfile::Builder::new()
-            .prefix("tansu-test-")
+            .prefix("broker-test-")
             .tempdir()
             .context("creating the broker's temporary directory")?;
         let port = free_port()?;
@@ -36,6 +38,7 @@ impl Broker {
             port,
             dir,
             binary,
+            distribution,
         };
         broker.spawn()?;
         Ok(broker)
@@ -49,6 +52,11 @@ impl Broker {
     /// The directory holding the broker's data and log.
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The broker's process ID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Kills the broker (SIGKILL, like a crash). Its data stays for [`Broker::restart`].
@@ -116,7 +124,9 @@ impl Broker {
         let log_err = log
             .try_clone()
             .context("duplicating the broker log handle")?;
-        let child = crate::tansu::broker_command(&self.binary, self.port, self.dir.path())
+        let child = self
+            .distribution
+            .command(&self.binary, self.port, self.dir.path())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log)
@@ -126,18 +136,19 @@ impl Broker {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+            if crate::probe::metadata(addr, Duration::from_secs(1)).is_ok() {
                 // As the launcher does: tests run on the broker users get.
-                return crate::tansu::add_header_index(
-                    &self.dir.path().join("broker.db"),
-                    Duration::from_secs(20),
-                );
+                return self
+                    .distribution
+                    .prepare(self.dir.path(), Duration::from_secs(20));
             }
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     self.child = None;
                     bail!(
-                        "tansu exited ({status}) before listening on {}: {}",
+                        "{} exited ({status}) before listening on {}: {}",
+                        self.distribution.name,
                         self.port,
                         read_tail(&log_path)
                     );
@@ -146,7 +157,8 @@ impl Broker {
             if Instant::now() > deadline {
                 self.kill();
                 bail!(
-                    "tansu did not listen on {} within 20 s: {}",
+                    "{} did not answer a metadata request on {} within 20 s: {}",
+                    self.distribution.name,
                     self.port,
                     read_tail(&log_path)
                 );

@@ -1,16 +1,18 @@
-//! Test support: a real Kafka-compatible broker (Tansu) for integration tests.
+//! Test support: a real Kafka-compatible broker (the embedded default, Nisshi) for integration
+//! tests, and where the embedded broker comes from ([`embedded`]).
 //!
 //! Tests in this workspace talk to a real broker over TCP, never to a mock. [`Broker::start`]
-//! runs `tansu broker` on a free port with SQLite storage in a temporary directory and kills it
-//! when dropped. When no Tansu binary can be found the call fails loudly: a test that needs a
-//! broker must never pass by skipping. The README's test command installs Tansu first.
+//! runs the broker on a free port with SQLite storage in a temporary directory and kills it
+//! when dropped. When no broker binary can be found the call fails loudly: a test that needs a
+//! broker must never pass by skipping. The README's test command installs the broker first.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-pub mod tansu;
+pub mod embedded;
+pub mod probe;
 
 #[cfg(feature = "broker")]
 mod broker;
@@ -21,10 +23,7 @@ pub mod topic;
 #[cfg(feature = "broker")]
 pub use topic::TopicRecord;
 
-/// The Tansu version the project is tested with.
-pub const TANSU_VERSION: &str = "0.6.0";
-
-/// Where `cargo run -p stack -- install` puts Tansu, relative to the workspace root.
+/// Where `cargo run -p stack -- install` may put tools, relative to the workspace root.
 pub const TOOLS_DIR: &str = ".tools";
 
 /// The workspace root (this crate lives one level below it).
@@ -33,29 +32,6 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// Finds the Tansu binary: `$TANSU_BIN`, then `<workspace>/.tools/bin/tansu`, then `PATH`,
-/// then `~/.cargo/bin/tansu`.
-pub fn tansu_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("TANSU_BIN") {
-        let path = PathBuf::from(path);
-        if path.is_file() {
-            return Ok(path);
-        }
-        bail!("TANSU_BIN={} is not a file", path.display());
-    }
-    let mut candidates = vec![workspace_root().join(TOOLS_DIR).join("bin").join("tansu")];
-    if let Some(paths) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&paths).map(|dir| dir.join("tansu")));
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(PathBuf::from(home).join(".cargo/bin/tansu"));
-    }
-    candidates.into_iter().find(|p| p.is_file()).context(
-        "no Tansu broker binary found (looked at $TANSU_BIN, .tools/bin, PATH, ~/.cargo/bin). \
-         Run the README's test command (`cargo run -p stack -- test`), which installs it",
-    )
 }
 
 /// The Python interpreter with the test tools (Confluent's client, Selenium): `$STACK_PYTHON`,

@@ -5,7 +5,8 @@
 //! cargo run --release -p bench --bin bench -- --orders 20000 --quick   # a development run
 //! ```
 //!
-//! It builds the three service binaries in release mode, starts Tansu (SQLite storage) in a
+//! It builds the three service binaries in release mode, starts the embedded broker (Nisshi by
+//! default, `--broker tansu` for the former one; SQLite storage) in a
 //! temporary directory and the real binaries as processes on free ports, then runs the phases
 //! (start-up, idle, end-to-end at fixed rates, CartService closed loop, the broker's raw
 //! produce and consume ceilings, OrderService catch-up on N orders, the topic ID scan,
@@ -64,9 +65,18 @@ struct Args {
     /// Record a `perf` profile of CartService (closed loop) and OrderService (catch-up).
     #[arg(long)]
     profile: bool,
-    /// Run Tansu exactly as shipped. By default the benchmark adds one index to Tansu's SQLite
-    /// schema (`header (topition, offset_id)`): without it every fetched record costs a full
-    /// scan of all headers ever written, which makes consuming N records O(N²) (see NOTES.md).
+    /// The broker to run: `nisshi` (the embedded default) or `tansu` (the former default, for a
+    /// side-by-side comparison).
+    #[arg(long, default_value = "nisshi")]
+    broker: String,
+    /// Add a "brokers side by side" section comparing this run with another run's
+    /// `results.json` (e.g. the same benchmark with `--broker tansu`).
+    #[arg(long)]
+    compare_with: Option<PathBuf>,
+    /// With `--broker tansu`: run Tansu exactly as shipped. By default the benchmark adds one
+    /// index to Tansu's SQLite schema (`header (topition, offset_id)`): without it every fetched
+    /// record costs a full scan of all headers ever written, which makes consuming N records
+    /// O(N²) (see NOTES.md).
     #[arg(long)]
     stock_tansu: bool,
     /// Do not run `cargo build --release` first.
@@ -158,6 +168,7 @@ where
 #[derive(Default)]
 struct Results {
     machine: serde_json::Value,
+    broker: String,
     busy_before: f64,
     busy_after: f64,
     load_before: String,
@@ -203,7 +214,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     }
-    let tansu = testkit::tansu_binary()?;
+    let distribution = testkit::embedded::Distribution::named(&args.broker)?;
+    let broker_bin = distribution.ensure_installed()?;
     let results_dir = args
         .results_dir
         .clone()
@@ -221,6 +233,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let mut r = Results {
         machine: procstat::machine(),
+        broker: format!("{} {}", distribution.name, distribution.version),
         orders: args.orders,
         ..Results::default()
     };
@@ -233,7 +246,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         r.load_before
     ));
 
-    let outcome = phases(&args, &bin_dir, &tansu, &work, &logs, &mut r).await;
+    let broker = (distribution, broker_bin.as_path());
+    let outcome = phases(&args, &bin_dir, broker, &work, &logs, &mut r).await;
     r.busy_after = procstat::machine_busy(Duration::from_secs(1));
     r.load_after = procstat::load_average();
     r.total = begun.elapsed();
@@ -265,7 +279,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 async fn phases(
     args: &Args,
     bin_dir: &Path,
-    tansu: &Path,
+    (distribution, broker_bin): (testkit::embedded::Distribution, &Path),
     work: &Path,
     logs: &Path,
     r: &mut Results,
@@ -284,19 +298,17 @@ async fn phases(
     let registry_url = format!("http://127.0.0.1:{registry_port}");
 
     // ---- Start-up: each process from spawn to ready, one after the other. ----
-    say("starting Tansu (SQLite storage)");
-    let broker_cmd = testkit::tansu::broker_command(tansu, broker_port, &work.join("broker"));
+    say(format!("starting {} (SQLite storage)", r.broker));
+    let broker_cmd = distribution.command(broker_bin, broker_port, &work.join("broker"));
     let mut broker = Proc::spawn("broker", broker_cmd, logs)?;
     let t = broker.wait_listening(broker_port, READY_LIMIT).await?;
-    r.startup.push(("Tansu broker (listening)".into(), t));
+    r.startup
+        .push((format!("{} broker (listening)", distribution.name), t));
     if !args.stock_tansu {
-        let db = work.join("broker").join("broker.db");
-        tokio::task::spawn_blocking(move || {
-            testkit::tansu::add_header_index(&db, Duration::from_secs(30))
-        })
-        .await
-        .context("the index task failed")??;
-        say("added the index header (topition, offset_id) to Tansu's SQLite schema");
+        let dir = work.join("broker");
+        tokio::task::spawn_blocking(move || distribution.prepare(&dir, Duration::from_secs(30)))
+            .await
+            .context("the broker preparation task failed")??;
     }
 
     let mut registry_cmd = Command::new(bin("schema-registry"));
@@ -814,6 +826,8 @@ fn write_outputs(
 
     // The JSON.
     let mut json = serde_json::json!({
+        "generated": chrono::Local::now().format("%Y-%m-%d %H:%M").to_string(),
+        "broker": r.broker,
         "machine": r.machine,
         "orders": r.orders,
         "machineBusyBefore": r.busy_before,
@@ -880,6 +894,18 @@ fn write_outputs(
         r.load_before,
         r.load_after
     );
+
+    let _ = writeln!(md, "- Broker: {} (SQLite storage).\n", r.broker);
+
+    if let Some(path) = &args.compare_with {
+        let other: serde_json::Value = std::fs::read(path)
+            .with_context(|| format!("reading {}", path.display()))
+            .and_then(|bytes| {
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("parsing {}", path.display()))
+            })?;
+        md.push_str(&bench::compare::side_by_side(&json, &other));
+    }
 
     // Targets.
     let _ = writeln!(md, "## Targets (issue #6)\n");
@@ -1068,7 +1094,7 @@ fn write_outputs(
 
 fn method(args: &Args) -> String {
     format!(
-        "1. `cargo build --release` of schema-registry, cart-service and order-service; a fresh Tansu \
+        "1. `cargo build --release` of schema-registry, cart-service and order-service; a fresh {broker} \
 (SQLite storage) in a temporary directory; the release binaries started as processes on free ports, \
 each timed from spawn to `/ready` 200. Services use their defaults (CartService `linger.ms` {linger}, \
 OrderService `fetch.wait.max.ms` {fetch}{batch}), logging at `info` to a file.\n\
@@ -1093,6 +1119,7 @@ like the raw consumer's from its assignment. Then `getAllOrderIdsFromTopic` on i
 \n\
 Ratios: CartService closed-loop throughput / raw produce ceiling; OrderService ingest / raw consume ceiling; \
 scan time / raw consume time.\n",
+        broker = args.broker,
         linger = args.linger_ms,
         fetch = FETCH_WAIT_MAX_MS,
         batch = args

@@ -1,4 +1,4 @@
-//! The stack as a user launches it: the real `stack up` launcher starting the real Tansu broker,
+//! The stack as a user launches it: the real `stack up` launcher starting the real broker (Nisshi),
 //! schema registry, CartService and OrderService as processes, on free ports and a data folder
 //! of the test's own. The launcher runs the debug binaries `cargo test --workspace` has built
 //! (`--bin-dir`), so these tests do not trigger a release build.
@@ -90,7 +90,16 @@ impl Launched {
     }
 
     pub fn up_on(ports: Ports, data_dir: &Path) -> Self {
-        let mut child = launcher(ports, data_dir)
+        Self::up_with(ports, data_dir, &[])
+    }
+
+    /// As [`Launched::up_on`], with extra environment variables for the launcher.
+    pub fn up_with(ports: Ports, data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = launcher(ports, data_dir);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -139,6 +148,29 @@ impl Launched {
             .unwrap()
             .iter()
             .any(|l| l.contains(needle))
+    }
+
+    /// The process ID of `name` (broker, schema-registry, cart-service, order-service) as the
+    /// launcher last reported starting it.
+    pub fn pid_of(&self, name: &str) -> Option<u32> {
+        let prefix = format!("stack: {name} started (pid ");
+        self.output
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix(&prefix)?.strip_suffix(')')?.parse().ok())
+    }
+
+    /// How many times the launcher reported starting `name`.
+    pub fn starts_of(&self, name: &str) -> usize {
+        let prefix = format!("stack: {name} started (pid ");
+        self.output
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with(&prefix))
+            .count()
     }
 
     /// Ctrl-C (SIGINT) to the launcher, then waits for it to exit.
