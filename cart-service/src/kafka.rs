@@ -4,6 +4,11 @@
 //! in-sync replica, and retries neither duplicate nor reorder records of one key. A publish
 //! waits for that acknowledgement, bounded by `message.timeout.ms`; an unreachable broker is an
 //! error after that time, never a hang.
+//!
+//! A failed publish says whether the record may still land ([`PublishError::InDoubt`]: it may
+//! already be on the broker's socket, which no purge can recall) or surely will not
+//! (`Unavailable`, `Refused`). Callers keep an in-doubt event and send it again before anything
+//! else of that order (see [`crate::orders`]).
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -24,8 +29,13 @@ use crate::orders::Orders;
 /// Why a publish failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
+    /// The record was never handed to a broker (local queue full or purged before sending).
     #[error("Kafka broker unreachable or not acknowledging: {0}")]
     Unavailable(String),
+    /// No acknowledgement in time: the record may or may not be written, now or later.
+    #[error("Kafka broker unreachable or not acknowledging: {0}")]
+    InDoubt(String),
+    /// The broker answered with an error: the record is not written.
     #[error("Kafka refused the record: {0}")]
     Refused(String),
 }
@@ -148,11 +158,11 @@ impl Publisher {
             match tokio::time::timeout(self.timeout, producer.send(record, self.timeout)).await {
                 Ok(sent) => sent,
                 Err(_) => {
-                    self.metrics
-                        .errors
-                        .with_label_values(&["unavailable"])
-                        .inc();
-                    return Err(PublishError::Unavailable(format!(
+                    self.metrics.errors.with_label_values(&["in_doubt"]).inc();
+                    // The record may be on the socket; at least purge what is still queued so
+                    // nothing of this producer is sent from now on (see `replace`).
+                    self.replace(producer, "no acknowledgement within the publish timeout");
+                    return Err(PublishError::InDoubt(format!(
                         "no acknowledgement within {} ms",
                         self.timeout.as_millis()
                     )));
@@ -172,7 +182,7 @@ impl Publisher {
                     .with_label_values(&["error"])
                     .observe(started.elapsed().as_secs_f64());
                 // Any failed publish gets a fresh producer (see `replace`).
-                self.replace(&producer, &error.to_string());
+                self.replace(producer, &error.to_string());
                 Err(classify(error, &self.metrics))
             }
         }
@@ -183,20 +193,29 @@ impl Publisher {
     /// its idempotence check (`tansu-storage` lite.rs: "more or less than one row") and stops
     /// serving until restarted. A fresh producer asks for a new ID and works. It also handles
     /// fatal errors, which an idempotent producer never recovers from. Dropping the old producer
-    /// purges its queue, so a record that was answered 503 is not written later.
-    fn replace(&self, failed: &Arc<FutureProducer>, why: &str) {
-        match self.config.create::<FutureProducer>() {
-            Ok(fresh) => {
-                let mut slot = self.producer.write().unwrap_or_else(|e| e.into_inner());
-                if Arc::ptr_eq(&slot, failed) {
+    /// purges its queue and stops waiting for its in-flight requests, so nothing more is sent
+    /// by it; a request already on the socket may still be written, hence
+    /// [`PublishError::InDoubt`].
+    fn replace(&self, failed: Arc<FutureProducer>, why: &str) {
+        let mut slot = self.producer.write().unwrap_or_else(|e| e.into_inner());
+        let old = if Arc::ptr_eq(&slot, &failed) {
+            match self.config.create::<FutureProducer>() {
+                Ok(fresh) => {
                     tracing::warn!(reason = why, "replacing the Kafka producer");
-                    let old = std::mem::replace(&mut *slot, Arc::new(fresh));
-                    // Destroying a producer may block while it purges; not on this thread.
-                    tokio::task::spawn_blocking(move || drop(old));
+                    Some(std::mem::replace(&mut *slot, Arc::new(fresh)))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not create a new producer");
+                    None
                 }
             }
-            Err(e) => tracing::error!(error = %e, "could not create a new producer"),
-        }
+        } else {
+            None
+        };
+        drop(slot);
+        // Destroying a producer blocks while it purges; not on this thread. Whichever of these
+        // handles is the last one destroys it.
+        tokio::task::spawn_blocking(move || drop((old, failed)));
     }
 
     /// Waits until everything sent is acknowledged (graceful shutdown).
@@ -208,37 +227,34 @@ impl Publisher {
 }
 
 fn classify(error: KafkaError, metrics: &PublishMetrics) -> PublishError {
-    let unavailable = matches!(
-        error.rdkafka_error_code(),
+    let text = error.to_string();
+    let (kind, error) = match error.rdkafka_error_code() {
+        // Never left this process.
+        Some(RDKafkaErrorCode::QueueFull | RDKafkaErrorCode::PurgeQueue) => {
+            ("unavailable", PublishError::Unavailable(text))
+        }
+        // Sent, or maybe sent, without a definite answer.
         Some(
             RDKafkaErrorCode::MessageTimedOut
-                | RDKafkaErrorCode::QueueFull
-                | RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::RequestTimedOut
-                | RDKafkaErrorCode::NotEnoughReplicas
-                | RDKafkaErrorCode::NotEnoughReplicasAfterAppend
-                | RDKafkaErrorCode::LeaderNotAvailable
-                | RDKafkaErrorCode::NotLeaderForPartition
-                | RDKafkaErrorCode::UnknownTopicOrPartition
-                | RDKafkaErrorCode::Unknown
-                | RDKafkaErrorCode::OutOfOrderSequenceNumber
-                | RDKafkaErrorCode::UnknownProducerId
-                | RDKafkaErrorCode::InvalidProducerEpoch
-                | RDKafkaErrorCode::Fatal
-        )
-    );
-    let kind = if unavailable {
-        "unavailable"
-    } else {
-        "refused"
+            | RDKafkaErrorCode::PurgeInflight
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::NotEnoughReplicas
+            | RDKafkaErrorCode::NotEnoughReplicasAfterAppend
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::Unknown
+            | RDKafkaErrorCode::OutOfOrderSequenceNumber
+            | RDKafkaErrorCode::UnknownProducerId
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::Fatal,
+        ) => ("in_doubt", PublishError::InDoubt(text)),
+        _ => ("refused", PublishError::Refused(text)),
     };
     metrics.errors.with_label_values(&[kind]).inc();
-    if unavailable {
-        PublishError::Unavailable(error.to_string())
-    } else {
-        PublishError::Refused(error.to_string())
-    }
+    error
 }
 
 /// Creates the topic (with `partitions`) unless it exists; returns its partition count.

@@ -4,6 +4,15 @@
 //! has its own async lock held across "decide, publish, wait for the ack", so updates to one
 //! order are serialized (versions never skip or repeat) while different orders go in parallel.
 //! A create claims its ID under the index lock, so of concurrent creates exactly one wins.
+//!
+//! A publish that failed without a definite answer (a timeout: the record may be on the broker's
+//! socket and land later) leaves its event *in doubt* in the slot ([`Slot::in_doubt`]). It is
+//! never forgotten: the next create or update of that order first sends that exact event again
+//! (same content, same event id, same version) until the broker acknowledges it, and only then
+//! goes on. Whether the first send landed or not, the topic then holds that one version with that
+//! one content (perhaps twice, which readers apply once), so CartService and every reader of the
+//! topic agree. Reading the topic cannot settle the doubt instead: a request buffered in a
+//! paused broker's socket can land after any read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,8 +20,30 @@ use std::sync::{Arc, Mutex};
 use order_events::{OrderEvent, OrderId};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-/// One order's slot: `None` while its creation is being published.
-pub type Slot = Option<OrderEvent>;
+/// An event whose publish timed out: it may or may not be on the topic.
+#[derive(Debug, Clone)]
+pub struct InDoubt {
+    pub event: OrderEvent,
+    /// The request that first sent it, kept for the record's `request-id` header.
+    pub request_id: String,
+}
+
+/// One order's slot.
+#[derive(Debug, Default)]
+pub struct Slot {
+    /// The latest event the broker acknowledged (`None` while the creation is not).
+    pub acknowledged: Option<OrderEvent>,
+    /// The next event (version `acknowledged + 1`, or 1), sent without a definite outcome. While
+    /// it is here no other event of this order is published.
+    pub in_doubt: Option<InDoubt>,
+}
+
+impl Slot {
+    /// A slot holding nothing: a claimed ID whose creation has not been published.
+    pub fn is_empty(&self) -> bool {
+        self.acknowledged.is_none() && self.in_doubt.is_none()
+    }
+}
 
 /// Every known order by ID.
 #[derive(Default)]
@@ -27,21 +58,23 @@ impl Orders {
     }
 
     /// Claims a new ID: the returned guard holds the empty slot until the creation is published
-    /// ([`Orders::abandon`] on failure). `None` when the ID exists or is being created.
+    /// ([`Orders::abandon`] on a definite failure). `None` when the ID exists, is being created,
+    /// or has a creation in doubt.
     pub fn claim(&self, id: &OrderId) -> Option<OwnedMutexGuard<Slot>> {
         let mut slots = self.slots();
         if slots.contains_key(id) {
             return None;
         }
-        let slot = Arc::new(AsyncMutex::new(None));
+        let slot = Arc::new(AsyncMutex::new(Slot::default()));
         let guard = slot.clone().try_lock_owned().ok()?;
         slots.insert(id.clone(), slot);
         Some(guard)
     }
 
-    /// Forgets a claimed ID whose creation failed (the guard's slot is still empty).
+    /// Forgets a claimed ID whose creation definitely failed (nothing acknowledged, nothing in
+    /// doubt). A slot holding anything is kept.
     pub fn abandon(&self, id: &OrderId, guard: OwnedMutexGuard<Slot>) {
-        if guard.is_none() {
+        if guard.is_empty() {
             self.slots().remove(id);
         }
     }
@@ -59,20 +92,25 @@ impl Orders {
             Some(slot) => {
                 if let Ok(mut current) = slot.try_lock() {
                     if current
+                        .acknowledged
                         .as_ref()
                         .is_none_or(|c| c.version() < event.version())
                     {
-                        *current = Some(event);
+                        current.acknowledged = Some(event);
                     }
                 }
             }
             None => {
-                slots.insert(id, Arc::new(AsyncMutex::new(Some(event))));
+                let slot = Slot {
+                    acknowledged: Some(event),
+                    in_doubt: None,
+                };
+                slots.insert(id, Arc::new(AsyncMutex::new(slot)));
             }
         }
     }
 
-    /// How many orders are known.
+    /// How many orders are known (in doubt included).
     pub fn len(&self) -> usize {
         self.slots().len()
     }

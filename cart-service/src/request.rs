@@ -3,16 +3,48 @@
 //! Bodies arrive as JSON objects and are read field by field (not with a derived struct), so
 //! that a wrong type, an unknown field and a bad value in three fields give one 400 listing all
 //! three. Past this module only valid domain values exist.
+//!
+//! Listing every problem must not turn a small mistake into a big answer: a 60 KB body of 20,000
+//! empty items has 60,000 problems. [`invalid`] lists the first [`MAX_LISTED_PROBLEMS`] and says
+//! how many there were in all, so an error answer stays a few kilobytes whatever the body.
 
 use chrono::{DateTime, Utc};
 use order_events::{
     Currency, CustomerId, DomainError, ItemId, Money, OrderId, OrderItem, OrderStatus, Quantity,
 };
 use serde_json::{Map, Value};
-use service_kit::http_error::FieldProblem;
+use service_kit::http_error::{FieldProblem, HttpError};
 
 /// The most items an order may have.
 pub const MAX_ITEMS: usize = 100;
+
+/// The most problems one error answer lists; the rest are counted, not listed.
+pub const MAX_LISTED_PROBLEMS: usize = 20;
+
+/// The field of the last entry of a truncated list, which says how many problems there were.
+pub const TRUNCATED_FIELD: &str = "(more)";
+
+/// A 400 answer `message` listing the first [`MAX_LISTED_PROBLEMS`] problems. When there are
+/// more, the message gives the total and a last entry (field [`TRUNCATED_FIELD`]) says how many
+/// were left out, keeping the services' error shape.
+pub fn invalid(message: &str, mut problems: Vec<FieldProblem>) -> HttpError {
+    let total = problems.len();
+    if total <= MAX_LISTED_PROBLEMS {
+        return HttpError::bad_request(message).with_errors(problems);
+    }
+    problems.truncate(MAX_LISTED_PROBLEMS);
+    problems.push(FieldProblem {
+        field: TRUNCATED_FIELD.to_string(),
+        message: format!(
+            "{} more problems not listed; {total} in total",
+            total - MAX_LISTED_PROBLEMS
+        ),
+    });
+    HttpError::bad_request(format!(
+        "{message}: {total} problems, the first {MAX_LISTED_PROBLEMS} listed"
+    ))
+    .with_errors(problems)
+}
 
 /// A valid create request; `None` fields are generated.
 #[derive(Debug)]
@@ -427,6 +459,40 @@ mod tests {
             json!({"orderId": "A", "numItems": 1, "status": "shipped"}),
         )));
         assert_eq!(got, vec!["status"]);
+    }
+
+    #[test]
+    fn a_long_list_of_problems_is_cut_and_counted() {
+        let items: Vec<Value> = (0..1000).map(|_| json!({})).collect();
+        let problems = create(&object(json!({"orderId": "A", "items": items})))
+            .err()
+            .unwrap_or_default();
+        let total = problems.len();
+        assert!(total > 3000, "every item has three problems, got {total}");
+        let answer = invalid("The order is invalid", problems);
+        assert_eq!(answer.errors.len(), MAX_LISTED_PROBLEMS + 1);
+        assert_eq!(answer.errors[0].field, "items");
+        let last = &answer.errors[MAX_LISTED_PROBLEMS];
+        assert_eq!(last.field, TRUNCATED_FIELD);
+        assert!(
+            last.message.contains(&format!("{total} in total")),
+            "{last:?}"
+        );
+        assert!(
+            answer.message.contains(&format!("{total} problems")),
+            "{}",
+            answer.message
+        );
+    }
+
+    #[test]
+    fn a_short_list_of_problems_is_listed_whole() {
+        let problems = update(&object(json!({"status": "lost"})))
+            .err()
+            .unwrap_or_default();
+        let answer = invalid("The update is invalid", problems.clone());
+        assert_eq!(answer.errors, problems);
+        assert_eq!(answer.message, "The update is invalid");
     }
 
     #[test]

@@ -371,3 +371,102 @@ async fn health_ready_metrics_and_docs_answer() {
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger"));
 }
+
+#[tokio::test]
+async fn a_60_kb_body_of_empty_items_gets_a_small_answer_that_counts_every_problem() {
+    let cart = TestCart::start().await;
+    // `{}` and a comma per item: about 20,000 empty items in 60 KB, three problems each.
+    let items = vec![json!({}); 20_000];
+    let body = serde_json::to_vec(&json!({"orderId": "BIG", "items": items})).unwrap();
+    assert!((59_000..64 * 1024).contains(&body.len()), "{}", body.len());
+    let response = cart
+        .client
+        .post(format!("{}/api/create-order", cart.url))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let text = response.text().await.unwrap();
+    assert!(text.len() < 8 * 1024, "{} bytes answered", text.len());
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["success"], false);
+    // "items" (too many) and three "is required" per item.
+    let total = 1 + 3 * 20_000;
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{total} problems")),
+        "{answer}"
+    );
+    let errors = answer["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 21, "the first 20 and the count");
+    assert_eq!(errors[0]["field"], "items");
+    assert_eq!(errors[1]["field"], "items[0].itemId");
+    assert!(
+        errors[20]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{total} in total")),
+        "{answer}"
+    );
+    assert!(cart.records().is_empty());
+}
+
+#[tokio::test]
+async fn made_up_methods_and_random_paths_add_no_metric_series() {
+    let cart = TestCart::start().await;
+    let series = || async {
+        let scrape = cart
+            .client
+            .get(format!("{}/metrics", cart.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut series: Vec<String> = scrape
+            .lines()
+            .filter(|l| l.starts_with("http_requests_total{") && !l.contains("/metrics"))
+            .map(|l| l.rsplit_once(' ').unwrap().0.to_string())
+            .collect();
+        series.sort();
+        (series, scrape)
+    };
+    let junk = |round: usize| {
+        let cart = &cart;
+        async move {
+            for i in 0..50 {
+                let method =
+                    reqwest::Method::from_bytes(format!("FOO{round}Z{i}").as_bytes()).unwrap();
+                for (method, path) in [
+                    (method.clone(), format!("/random-{round}/{i}")),
+                    (method, "/api/create-order".to_string()),
+                    (reqwest::Method::GET, format!("/no/such/{round}/{i}?x={i}")),
+                    (reqwest::Method::GET, format!("/docs/junk-{round}-{i}")),
+                ] {
+                    cart.client
+                        .request(method, format!("{}{path}", cart.url))
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+    };
+    junk(0).await;
+    let (first, _) = series().await;
+    junk(1).await;
+    let (second, scrape) = series().await;
+    assert_eq!(first, second, "new series appeared");
+    assert!(first.len() <= 6, "{first:#?}");
+    assert!(!scrape.contains("FOO"), "a raw method became a label");
+    assert!(!scrape.contains("random-"), "a raw path became a label");
+    assert!(
+        scrape.contains(r#"method="other",route="unmatched""#),
+        "{scrape}"
+    );
+}

@@ -147,3 +147,167 @@ async fn writes_wait_while_the_registry_is_unreachable_at_start_up() {
     assert_eq!(response.status().as_u16(), 503);
     server.abort();
 }
+
+/// The ambiguous 503: while the broker is paused (SIGSTOP, so the records sit in its socket and
+/// can land when it resumes), creates and updates are answered 503 within the publish timeout.
+/// Retried after it resumes, they must not fork an order: every version on the topic has one
+/// content, and the last state of every order on the topic is what CartService last answered
+/// with a success.
+#[tokio::test]
+async fn writes_answered_503_during_a_pause_never_fork_an_order() {
+    use std::collections::{BTreeMap, HashMap};
+
+    use reqwest::Method;
+    use serde_json::Value;
+
+    const TIMEOUT_MS: u64 = 2_000;
+    let broker = testkit::Broker::start().unwrap();
+    let registry = schema_registry::spawn(schema_registry::Settings::for_tests(
+        &broker.bootstrap_servers(),
+    ))
+    .await
+    .unwrap();
+    let cart = TestCart::start_with(broker, registry, |s| s.publish_timeout_ms = TIMEOUT_MS).await;
+    let mut answered: HashMap<String, Value> = HashMap::new();
+    for i in 0..3 {
+        let (status, body) = cart
+            .create(json!({"orderId": format!("U-{i}"), "numItems": 2}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        answered.insert(format!("U-{i}"), body["data"].clone());
+    }
+
+    let writes: Vec<(Method, &str, serde_json::Value)> = vec![
+        (
+            Method::POST,
+            "/api/create-order",
+            json!({"orderId": "P-0", "numItems": 2}),
+        ),
+        (
+            Method::POST,
+            "/api/create-order",
+            json!({"orderId": "P-1", "numItems": 3}),
+        ),
+        (
+            Method::POST,
+            "/api/create-order",
+            json!({"orderId": "P-2", "numItems": 1}),
+        ),
+        (
+            Method::PUT,
+            "/api/update-order",
+            json!({"orderId": "U-0", "status": "confirmed"}),
+        ),
+        (
+            Method::PUT,
+            "/api/update-order",
+            json!({"orderId": "U-1", "status": "cancelled"}),
+        ),
+        (
+            Method::PUT,
+            "/api/update-order",
+            json!({"orderId": "U-2", "status": "confirmed"}),
+        ),
+    ];
+    let send_all = |cart: &TestCart| {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (method, path, body) in writes.clone() {
+            let client = cart.client.clone();
+            let url = format!("{}{path}", cart.url);
+            tasks.spawn(async move {
+                let started = Instant::now();
+                let response = client
+                    .request(method, url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let answer: Value = response.json().await.unwrap();
+                (body, status, answer, started.elapsed())
+            });
+        }
+        tasks
+    };
+
+    cart.broker.pause().unwrap();
+    // Twice while paused: the second round meets the writes the first left in doubt.
+    for _ in 0..2 {
+        let mut tasks = send_all(&cart);
+        while let Some(done) = tasks.join_next().await {
+            let (body, status, answer, took) = done.unwrap();
+            assert_eq!(status, 503, "{body} → {answer}");
+            assert!(
+                answer["message"].as_str().unwrap().contains("Kafka"),
+                "{answer}"
+            );
+            assert!(
+                took < Duration::from_millis(TIMEOUT_MS + 3_000),
+                "{body} took {took:?}"
+            );
+        }
+    }
+    cart.broker.resume().unwrap();
+
+    // The client retries each write until it gets a success (the broker may still be waking).
+    for (method, path, body) in &writes {
+        let id = body["orderId"].as_str().unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, answer) = cart.send(method.clone(), path, body.clone()).await;
+            if status == 200 || status == 201 {
+                answered.insert(id, answer["data"].clone());
+                break;
+            }
+            assert_eq!(status, 503, "{body} → {answer}");
+            assert!(
+                Instant::now() < deadline,
+                "{body} never succeeded: {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // Versions go on from there.
+    let (status, body) = cart
+        .update(json!({"orderId": "U-0", "status": "shipped"}))
+        .await;
+    assert_eq!(
+        (status, body["data"]["version"].clone()),
+        (200, json!(3)),
+        "{body}"
+    );
+    answered.insert("U-0".into(), body["data"].clone());
+
+    // What the topic holds, per order in offset order (one key, one partition).
+    let mut on_topic: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for (record, event) in cart.events().await {
+        on_topic
+            .entry(record.key)
+            .or_default()
+            .push(serde_json::to_value(&event).unwrap());
+    }
+    let mut ids: Vec<&String> = answered.keys().collect();
+    ids.sort();
+    assert_eq!(ids, on_topic.keys().collect::<Vec<_>>());
+    for (id, states) in &on_topic {
+        let mut by_version: BTreeMap<i64, &Value> = BTreeMap::new();
+        for state in states {
+            let version = state["version"].as_i64().unwrap();
+            let first = by_version.entry(version).or_insert(state);
+            assert_eq!(*first, state, "{id} version {version} has two contents");
+        }
+        let versions: Vec<i64> = by_version.keys().copied().collect();
+        let expected: Vec<i64> = (1..=versions.len() as i64).collect();
+        assert_eq!(versions, expected, "{id}: versions skip");
+        assert_eq!(
+            states.last(),
+            Some(&answered[id]),
+            "{id}: last state on the topic"
+        );
+        assert_eq!(
+            by_version.values().last().copied(),
+            Some(&answered[id]),
+            "{id}: highest version"
+        );
+    }
+}

@@ -1,8 +1,12 @@
 //! `POST /api/create-order` and `PUT /api/update-order`.
 //!
-//! Both answer only after the broker acknowledged the record. Errors: 400 (every bad field
-//! listed), 404 (unknown order), 409 (existing ID, forbidden status move), 413/415 (body),
-//! 503 (broker or registry down, within the publish timeout).
+//! Both answer only after the broker acknowledged the record. Errors: 400 (bad fields listed,
+//! the first 20 and the total), 404 (unknown order), 409 (existing ID, forbidden status move),
+//! 413/415 (body), 503 (broker or registry down, within the publish timeout).
+//!
+//! A 503 after the record was sent without an answer leaves it in doubt ([`crate::orders`]):
+//! the next create or update of that order first sends the same record again, and a retried
+//! create of an ID whose creation was in doubt answers 201 with that order.
 
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Json};
@@ -15,6 +19,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::kafka::PublishError;
+use crate::orders::{InDoubt, Slot};
 use crate::request::{self, CreateOrder};
 use crate::{generate, AppState};
 
@@ -42,17 +47,33 @@ fn ensure_ready(state: &AppState) -> Result<(), HttpError> {
     }
 }
 
+/// A failed publish: the answer, and whether the record may still land.
+struct Failed {
+    error: HttpError,
+    in_doubt: bool,
+}
+
+impl From<Failed> for HttpError {
+    fn from(failed: Failed) -> HttpError {
+        failed.error
+    }
+}
+
 /// Encodes and publishes an event, waiting for the broker's acknowledgement.
-async fn publish(state: &AppState, event: &OrderEvent, request_id: &str) -> Result<(), HttpError> {
+async fn publish(state: &AppState, event: &OrderEvent, request_id: &str) -> Result<(), Failed> {
+    let definite = |error| Failed {
+        error,
+        in_doubt: false,
+    };
     let payload = state.codec.encode(event).await.map_err(|e| {
-        if e.is_retriable() {
+        definite(if e.is_retriable() {
             unavailable(format!("Schema Registry unreachable: {e}"))
         } else {
             HttpError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("the order could not be encoded: {e}"),
             )
-        }
+        })
     })?;
     let event_id = event.event_id().to_string();
     let headers = [
@@ -69,12 +90,65 @@ async fn publish(state: &AppState, event: &OrderEvent, request_id: &str) -> Resu
             tracing::info!(partition, offset, version = event.version(), "published");
             Ok(())
         }
-        Err(e @ PublishError::Unavailable(_)) => Err(unavailable(e.to_string())),
-        Err(e @ PublishError::Refused(_)) => Err(HttpError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            e.to_string(),
-        )),
+        Err(e @ (PublishError::Unavailable(_) | PublishError::Refused(_))) => {
+            Err(definite(unavailable(e.to_string())))
+        }
+        Err(e @ PublishError::InDoubt(_)) => {
+            tracing::warn!(version = event.version(), error = %e, "publish in doubt");
+            Err(Failed {
+                error: unavailable(format!(
+                    "{e}. The record may still be written: CartService keeps it and sends it \
+                     again before any other change to order '{}'; retry to get the outcome",
+                    event.key()
+                )),
+                in_doubt: true,
+            })
+        }
     }
+}
+
+/// Publishes `event` as the next state of `slot`: acknowledged → the slot holds it; in doubt →
+/// the slot keeps it as such; a definite failure leaves the slot as it was.
+async fn publish_next(
+    state: &AppState,
+    slot: &mut Slot,
+    event: OrderEvent,
+    request_id: &str,
+) -> Result<(), HttpError> {
+    match publish(state, &event, request_id).await {
+        Ok(()) => {
+            slot.acknowledged = Some(event);
+            Ok(())
+        }
+        Err(failed) => {
+            if failed.in_doubt {
+                slot.in_doubt = Some(InDoubt {
+                    event,
+                    request_id: request_id.to_string(),
+                });
+            }
+            Err(failed.into())
+        }
+    }
+}
+
+/// Sends an order's event in doubt again, the same record, until the broker acknowledges it;
+/// only then may anything else of that order happen. Returns the event if it was in doubt.
+async fn complete_in_doubt(
+    state: &AppState,
+    slot: &mut Slot,
+) -> Result<Option<OrderEvent>, HttpError> {
+    let Some(doubt) = slot.in_doubt.clone() else {
+        return Ok(None);
+    };
+    tracing::info!(
+        version = doubt.event.version(),
+        "sending again an event in doubt"
+    );
+    publish(state, &doubt.event, &doubt.request_id).await?;
+    slot.in_doubt = None;
+    slot.acknowledged = Some(doubt.event.clone());
+    Ok(Some(doubt.event))
 }
 
 fn answer(
@@ -90,7 +164,7 @@ fn answer(
 
 /// Builds the order from the request, generating what is absent.
 fn build_order(state: &AppState, input: CreateOrder) -> Result<OrderEvent, HttpError> {
-    let invalid = |problems| HttpError::bad_request("The order is invalid").with_errors(problems);
+    let invalid = |problems| request::invalid("The order is invalid", problems);
     let internal = |e: order_events::DomainError| {
         HttpError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -149,13 +223,13 @@ fn build_order(state: &AppState, input: CreateOrder) -> Result<OrderEvent, HttpE
     params(("X-Request-Id" = Option<String>, Header, description = "Correlates logs and the Kafka record; generated if absent")),
     responses(
         (status = 201, description = "Created and acknowledged by Kafka", body = crate::openapi::OrderResponse),
-        (status = 400, description = "Invalid input; every failing field listed", body = crate::openapi::ErrorResponse,
+        (status = 400, description = "Invalid input; the failing fields listed (the first 20, and how many in all)", body = crate::openapi::ErrorResponse,
             example = json!({"success": false, "message": "The order is invalid", "errors": [{"field": "numItems", "message": "must be between 1 and 100, got 0"}]})),
         (status = 409, description = "The order ID exists", body = crate::openapi::ErrorResponse,
             example = json!({"success": false, "message": "Order 'ORDER-001' already exists", "errors": []})),
         (status = 413, description = "Body too large", body = crate::openapi::ErrorResponse),
         (status = 415, description = "Not application/json", body = crate::openapi::ErrorResponse),
-        (status = 503, description = "Broker or registry unreachable (within the publish timeout)", body = crate::openapi::ErrorResponse,
+        (status = 503, description = "Broker or registry unreachable (within the publish timeout). If the record may still land, CartService keeps it and a retried create of the ID answers 201 with that order", body = crate::openapi::ErrorResponse,
             example = json!({"success": false, "message": "Kafka broker unreachable or not acknowledging: Message production error: MessageTimedOut", "errors": []})),
     ))]
 pub async fn create_order(
@@ -165,34 +239,51 @@ pub async fn create_order(
 ) -> Result<HttpResponse, HttpError> {
     let request_id = request_id(&request);
     let input = request::create(&body)
-        .map_err(|problems| HttpError::bad_request("The order is invalid").with_errors(problems))?;
+        .map_err(|problems| request::invalid("The order is invalid", problems))?;
     let span = tracing::info_span!("create_order", %request_id, order_id = %input.order_id);
     async move {
         ensure_ready(&state)?;
         let event = build_order(&state, input)?;
         let id = event.order().order_id().clone();
-        let Some(mut slot) = state.orders.claim(&id) else {
-            return Err(HttpError::new(
-                StatusCode::CONFLICT,
-                format!("Order '{id}' already exists"),
-            ));
+        let created = |event: &OrderEvent, note: &str| {
+            answer(
+                StatusCode::CREATED,
+                format!("Order '{id}' created successfully{note}"),
+                event,
+                &request_id,
+            )
         };
-        match publish(&state, &event, &request_id).await {
-            Ok(()) => {
-                *slot = Some(event.clone());
-                drop(slot);
-                Ok(answer(
-                    StatusCode::CREATED,
-                    format!("Order '{id}' created successfully"),
-                    &event,
-                    &request_id,
-                ))
+        // Twice at most: the second time only if a concurrent creation of the ID failed
+        // definitely while this request waited for it.
+        for _ in 0..2 {
+            if let Some(mut slot) = state.orders.claim(&id) {
+                return match publish_next(&state, &mut slot, event.clone(), &request_id).await {
+                    Ok(()) => Ok(created(&event, "")),
+                    Err(e) => {
+                        state.orders.abandon(&id, slot);
+                        Err(e)
+                    }
+                };
             }
-            Err(e) => {
-                state.orders.abandon(&id, slot);
-                Err(e)
+            let Some(slot) = state.orders.get(&id) else {
+                continue;
+            };
+            let mut slot = slot.lock().await;
+            if slot.acknowledged.is_some() {
+                break;
+            }
+            // Its creation is in doubt: it gets settled now, and this create learns the outcome.
+            if let Some(landed) = complete_in_doubt(&state, &mut slot).await? {
+                return Ok(created(
+                    &landed,
+                    " (by an earlier request that got no acknowledgement in time)",
+                ));
             }
         }
+        Err(HttpError::new(
+            StatusCode::CONFLICT,
+            format!("Order '{id}' already exists"),
+        ))
     }
     .instrument(span)
     .await
@@ -214,7 +305,7 @@ pub async fn create_order(
             example = json!({"success": false, "message": "Order 'ORDER-404' not found", "errors": []})),
         (status = 409, description = "The lifecycle forbids this move", body = crate::openapi::ErrorResponse,
             example = json!({"success": false, "message": "Order 'ORDER-001' cannot move from delivered to pending", "errors": []})),
-        (status = 503, description = "Broker or registry unreachable", body = crate::openapi::ErrorResponse),
+        (status = 503, description = "Broker or registry unreachable. If the record may still land, CartService keeps it and sends it again before any other change to the order", body = crate::openapi::ErrorResponse),
     ))]
 pub async fn update_order(
     state: Data<AppState>,
@@ -222,9 +313,8 @@ pub async fn update_order(
     body: Json<Map<String, Value>>,
 ) -> Result<HttpResponse, HttpError> {
     let request_id = request_id(&request);
-    let input = request::update(&body).map_err(|problems| {
-        HttpError::bad_request("The update is invalid").with_errors(problems)
-    })?;
+    let input = request::update(&body)
+        .map_err(|problems| request::invalid("The update is invalid", problems))?;
     let span = tracing::info_span!("update_order", %request_id, order_id = %input.order_id);
     async move {
         ensure_ready(&state)?;
@@ -232,7 +322,9 @@ pub async fn update_order(
         let not_found = || HttpError::new(StatusCode::NOT_FOUND, format!("Order '{id}' not found"));
         let slot = state.orders.get(&id).ok_or_else(not_found)?;
         let mut slot = slot.lock().await;
-        let current = slot.as_ref().ok_or_else(not_found)?;
+        // An earlier change in doubt goes first, so versions never fork.
+        complete_in_doubt(&state, &mut slot).await?;
+        let current = slot.acknowledged.as_ref().ok_or_else(not_found)?;
         let next = current
             .status_updated(input.status, Uuid::new_v4(), Utc::now())
             .map_err(|_| {
@@ -253,14 +345,13 @@ pub async fn update_order(
                 &request_id,
             ));
         };
-        publish(&state, &next, &request_id).await?;
         let response = answer(
             StatusCode::OK,
             format!("Order '{id}' updated successfully"),
             &next,
             &request_id,
         );
-        *slot = Some(next);
+        publish_next(&state, &mut slot, next, &request_id).await?;
         Ok(response)
     }
     .instrument(span)
