@@ -17,13 +17,14 @@
 //! * After each commit, waiting `order-details` requests whose version arrived are woken.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
 use order_events::{OrderEvent, OrderEventCodec, OrderId};
+use prometheus::IntGauge;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::OwnedMessage;
@@ -44,8 +45,8 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 /// Timeout of metadata and watermark requests.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What the HTTP side can see of the consumer.
-#[derive(Debug, Default)]
+/// What the HTTP side can see of the consumer, and whether it is alive and making progress.
+#[derive(Debug)]
 pub struct ConsumerState {
     /// Every partition of the topic is assigned.
     pub assigned: AtomicBool,
@@ -53,12 +54,116 @@ pub struct ConsumerState {
     pub partitions: Mutex<Vec<i32>>,
     /// The next offset per partition, as committed to SQLite.
     pub next_offsets: Mutex<HashMap<i32, i64>>,
+    /// Why the consumer task ended, once it has (it never ends while the service runs).
+    ended: Mutex<Option<String>>,
+    /// Records waiting (the sum of the lag), as last measured.
+    lag: AtomicI64,
+    /// The last commit, or the last time nothing was waiting.
+    last_progress: Mutex<Instant>,
+    /// Longer than this without progress while records wait is a stall.
+    stall_timeout: Duration,
+    /// The `consumer_up` gauge, kept equal to [`ConsumerState::health`] being `Ok`.
+    up: IntGauge,
 }
 
 impl ConsumerState {
+    pub fn new(stall_timeout: Duration, up: IntGauge) -> ConsumerState {
+        up.set(0);
+        ConsumerState {
+            assigned: AtomicBool::new(false),
+            partitions: Mutex::default(),
+            next_offsets: Mutex::default(),
+            ended: Mutex::default(),
+            lag: AtomicI64::new(0),
+            last_progress: Mutex::new(Instant::now()),
+            stall_timeout,
+            up,
+        }
+    }
+
     pub fn is_assigned(&self) -> bool {
         self.assigned.load(Ordering::Acquire)
     }
+
+    /// Why the consumer task ended, if it has.
+    pub fn ended(&self) -> Option<String> {
+        self.ended
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records that the consumer task ended (the first reason wins).
+    pub fn mark_ended(&self, reason: impl Into<String>) {
+        self.ended
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(|| reason.into());
+        self.up.set(0);
+    }
+
+    /// The consumer committed something.
+    pub fn progressed(&self) {
+        *self
+            .last_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    /// The lag probe measured `waiting` records in total; nothing waiting counts as progress.
+    pub fn observe_lag(&self, waiting: i64) {
+        self.lag.store(waiting, Ordering::Release);
+        if waiting <= 0 {
+            self.progressed();
+        }
+    }
+
+    /// `Ok` while the consumer is assigned, running, and not stalled (no commit for longer
+    /// than the stall timeout while records are waiting); otherwise why not. Also sets the
+    /// `consumer_up` gauge.
+    pub fn health(&self) -> Result<(), String> {
+        let health = self.check();
+        self.up.set(i64::from(health.is_ok()));
+        health
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if let Some(reason) = self.ended() {
+            return Err(format!("the consumer has stopped: {reason}"));
+        }
+        if !self.is_assigned() {
+            return Err("partitions are not assigned yet".into());
+        }
+        let waiting = self.lag.load(Ordering::Acquire);
+        let idle = self
+            .last_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed();
+        if waiting > 0 && idle > self.stall_timeout {
+            return Err(format!(
+                "the consumer is stalled: nothing committed for {} s while {waiting} records are waiting",
+                idle.as_secs()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How the consumer task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumerEnd {
+    /// The service asked it to stop; everything applied is committed.
+    Stopped,
+    /// It cannot go on (e.g. a dead letter that can never be published); the reason.
+    Failed(String),
+}
+
+/// What to do after a step of the loop.
+enum Flow {
+    Continue,
+    Stop,
+    Fail(String),
 }
 
 /// Everything the apply loop needs.
@@ -75,6 +180,11 @@ pub struct Pipeline {
     pub waiters: Arc<Waiters>,
     pub metrics: ConsumerMetrics,
     pub state: Arc<ConsumerState>,
+    /// Attempts to publish a dead letter the producer refuses for good, before stopping.
+    pub dlq_max_attempts: u32,
+    /// Test-only (feature `fault-injection`): panic on reading a record with this key.
+    #[cfg(feature = "fault-injection")]
+    pub fault_panic_on_key: Option<String>,
 }
 
 /// Why a record was not decoded.
@@ -127,18 +237,20 @@ impl Backoff {
 
 impl Pipeline {
     /// Connects, assigns every partition and applies records until `stop` turns true; then
-    /// returns after committing the batch in progress.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// returns after committing the batch in progress. Returns [`ConsumerEnd::Failed`] when it
+    /// cannot go on (the caller marks the state; the service is then not ready).
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> ConsumerEnd {
         let Some(consumer) = self.connect(&mut stop).await else {
-            return;
+            return ConsumerEnd::Stopped;
         };
-        let probe = tokio::spawn(probe_forever(
+        // Aborted however this function ends, a panic included.
+        let _probe = AbortOnDrop(tokio::spawn(probe_forever(
             Arc::clone(&consumer),
             self.topic.clone(),
             Arc::clone(&self.state),
             self.metrics.clone(),
             stop.clone(),
-        ));
+        )));
         let mut chunks = consumer
             .stream()
             .map(|r| r.map(|m| m.detach()))
@@ -149,17 +261,23 @@ impl Pipeline {
                 _ = stop.changed() => break,
                 chunk = chunks.next() => chunk,
             };
-            let Some(chunk) = chunk else { break };
+            let Some(chunk) = chunk else {
+                let reason = "the Kafka consumer stream ended".to_owned();
+                tracing::error!(topic = %self.topic, "{reason}; consumption stopped");
+                return ConsumerEnd::Failed(reason);
+            };
             let span = tracing::info_span!("batch", records = chunk.len());
-            if !self.process(chunk, &mut stop).instrument(span).await {
-                break;
+            match self.process(chunk, &mut stop).instrument(span).await {
+                Flow::Continue => {}
+                Flow::Stop => break,
+                Flow::Fail(reason) => return ConsumerEnd::Failed(reason),
             }
             if *stop.borrow() {
                 break;
             }
         }
-        probe.abort();
         tracing::info!("consumer stopped; everything applied is committed");
+        ConsumerEnd::Stopped
     }
 
     /// Ensures the topics exist and assigns every partition from the stored offsets,
@@ -241,6 +359,7 @@ impl Pipeline {
             .next_offsets
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = stored.clone();
+        self.state.progressed();
         self.state.assigned.store(true, Ordering::Release);
         tracing::info!(
             topic = %self.topic,
@@ -251,12 +370,12 @@ impl Pipeline {
         Ok(Arc::new(consumer))
     }
 
-    /// Decodes, dead-letters and commits one chunk. `false` if the service is stopping.
+    /// Decodes, dead-letters and commits one chunk.
     async fn process(
         &self,
         chunk: Vec<KafkaResult<OwnedMessage>>,
         stop: &mut watch::Receiver<bool>,
-    ) -> bool {
+    ) -> Flow {
         let started = Instant::now();
         let mut pending = Pending::default();
         for message in chunk {
@@ -268,6 +387,16 @@ impl Pipeline {
                     continue;
                 }
             };
+            #[cfg(feature = "fault-injection")]
+            if let Some(key) = &self.fault_panic_on_key {
+                assert!(
+                    message.key() != Some(key.as_bytes()),
+                    "fault injection: FAULT_PANIC_ON_KEY={key} read at {}/{}@{}",
+                    message.topic(),
+                    message.partition(),
+                    message.offset()
+                );
+            }
             let mut backoff = Backoff::new(self.backoff_max);
             let outcome = loop {
                 match self.check(&message).await {
@@ -283,7 +412,7 @@ impl Pipeline {
                         );
                         // Whatever was decoded before this record becomes visible meanwhile.
                         if !self.commit(&mut pending, stop).await || !backoff.wait(stop).await {
-                            return false;
+                            return Flow::Stop;
                         }
                     }
                 }
@@ -291,11 +420,12 @@ impl Pipeline {
             match outcome {
                 Ok(event) => pending.events.push(event),
                 Err(poison) => {
-                    if !self
+                    match self
                         .dead_letter(&message, &poison, &mut pending, stop)
                         .await
                     {
-                        return false;
+                        Flow::Continue => {}
+                        other => return other,
                     }
                     pending.dead_lettered += 1;
                 }
@@ -308,7 +438,11 @@ impl Pipeline {
         self.metrics
             .batch_seconds
             .observe(started.elapsed().as_secs_f64());
-        ok
+        if ok {
+            Flow::Continue
+        } else {
+            Flow::Stop
+        }
     }
 
     /// Checks the key and decodes the value.
@@ -337,15 +471,18 @@ impl Pipeline {
         Ok(event)
     }
 
-    /// Publishes a poison record until the broker acknowledges it. `false` if stopping.
+    /// Publishes a poison record until the broker acknowledges it. A broker that is away is
+    /// waited for (the stall detection reports it); a record the producer refuses for good
+    /// gets `dlq_max_attempts` attempts, then the consumer fails, naming the record.
     async fn dead_letter(
         &self,
         message: &OwnedMessage,
         poison: &Poison,
         pending: &mut Pending,
         stop: &mut watch::Receiver<bool>,
-    ) -> bool {
+    ) -> Flow {
         let mut backoff = Backoff::new(self.backoff_max);
+        let mut refused = 0_u32;
         loop {
             match self.dead_letters.publish(message, poison).await {
                 Ok(()) => {
@@ -360,16 +497,44 @@ impl Pipeline {
                         error = %poison,
                         "dead-lettered a record"
                     );
-                    return true;
+                    return Flow::Continue;
                 }
                 Err(e) => {
                     self.metrics.retries.with_label_values(&["dlq"]).inc();
+                    if e.is_permanent() {
+                        refused += 1;
+                    }
+                    // What was decoded before this record is committed either way.
+                    let committed = self.commit(pending, stop).await;
+                    if refused >= self.dlq_max_attempts {
+                        let reason = format!(
+                            "the dead letter of topic {} partition {} offset {} cannot be \
+                             published after {refused} attempts ({e}); consumption stopped at \
+                             that record",
+                            message.topic(),
+                            message.partition(),
+                            message.offset(),
+                        );
+                        tracing::error!(
+                            topic = message.topic(),
+                            partition = message.partition(),
+                            offset = message.offset(),
+                            kind = poison.kind(),
+                            dlq_topic = self.dead_letters.topic(),
+                            error = %e,
+                            "a dead letter cannot be published; consumption stopped"
+                        );
+                        return Flow::Fail(reason);
+                    }
                     tracing::warn!(
-                        error = format!("{e:#}"),
+                        partition = message.partition(),
+                        offset = message.offset(),
+                        error = %e,
+                        permanent = e.is_permanent(),
                         "dead-letter publish failed; retrying"
                     );
-                    if !self.commit(pending, stop).await || !backoff.wait(stop).await {
-                        return false;
+                    if !committed || !backoff.wait(stop).await {
+                        return Flow::Stop;
                     }
                 }
             }
@@ -410,6 +575,8 @@ impl Pipeline {
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner);
                     next.extend(batch.offsets.iter().copied());
+                    drop(next);
+                    self.state.progressed();
                     tracing::debug!(
                         events,
                         changed = applied.changed.len(),
@@ -450,16 +617,18 @@ async fn probe_forever(
         }
         let consumer = Arc::clone(&consumer);
         let topic = topic.clone();
-        let state = Arc::clone(&state);
+        let probed = Arc::clone(&state);
         let metrics = metrics.clone();
         let result =
-            tokio::task::spawn_blocking(move || probe_once(&consumer, &topic, &state, &metrics))
+            tokio::task::spawn_blocking(move || probe_once(&consumer, &topic, &probed, &metrics))
                 .await;
         match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::debug!(error = format!("{e:#}"), "lag probe failed"),
             Err(e) => tracing::debug!(error = %e, "lag probe task failed"),
         }
+        // Keeps `consumer_up` current between scrapes (a stall is a matter of time passing).
+        let _ = state.health();
     }
 }
 
@@ -498,6 +667,7 @@ fn probe_once(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
+    let mut waiting = 0_i64;
     for partition in partitions {
         let (low, high) = consumer.fetch_watermarks(topic, partition, METADATA_TIMEOUT)?;
         let next = state
@@ -507,10 +677,84 @@ fn probe_once(
             .get(&partition)
             .copied()
             .unwrap_or(low);
+        let lag = (high - next.max(low)).max(0);
+        waiting = waiting.saturating_add(lag);
         metrics
             .lag
             .with_label_values(&[&partition.to_string()])
-            .set((high - next.max(low)).max(0));
+            .set(lag);
     }
+    state.observe_lag(waiting);
     Ok(())
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(stall: Duration) -> ConsumerState {
+        let up = IntGauge::new("consumer_up", "test").unwrap_or_else(|e| panic!("{e}"));
+        let state = ConsumerState::new(stall, up);
+        state.assigned.store(true, Ordering::Release);
+        state
+    }
+
+    #[test]
+    fn records_waiting_without_a_commit_for_longer_than_the_bound_is_a_stall() {
+        let state = state(Duration::from_millis(30));
+        state.observe_lag(5);
+        assert_eq!(state.health(), Ok(()));
+        assert_eq!(state.up.get(), 1);
+        std::thread::sleep(Duration::from_millis(60));
+        let stalled = state.health();
+        assert!(
+            stalled.as_ref().is_err_and(|m| m.contains("stalled")),
+            "{stalled:?}"
+        );
+        assert_eq!(state.up.get(), 0);
+        state.progressed();
+        assert_eq!(state.health(), Ok(()));
+    }
+
+    #[test]
+    fn an_idle_consumer_with_nothing_waiting_is_not_stalled() {
+        let state = state(Duration::from_millis(30));
+        state.observe_lag(0);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(state.health(), Ok(()));
+        // Records arriving after a long idle period start the clock at the last probe.
+        state.observe_lag(0);
+        state.observe_lag(3);
+        assert_eq!(state.health(), Ok(()));
+    }
+
+    #[test]
+    fn an_ended_consumer_is_never_healthy_and_keeps_its_first_reason() {
+        let state = state(Duration::from_secs(60));
+        state.mark_ended("the consumer task panicked: boom");
+        state.mark_ended("later");
+        state.progressed();
+        let health = state.health();
+        assert_eq!(
+            health,
+            Err("the consumer has stopped: the consumer task panicked: boom".into())
+        );
+        assert_eq!(state.up.get(), 0);
+    }
+
+    #[test]
+    fn an_unassigned_consumer_is_not_up() {
+        let up = IntGauge::new("consumer_up", "test").unwrap_or_else(|e| panic!("{e}"));
+        let state = ConsumerState::new(Duration::from_secs(60), up);
+        assert!(state.health().is_err());
+    }
 }

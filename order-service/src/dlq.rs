@@ -6,11 +6,17 @@
 //! kind, also the metrics label) and `dlq.source.topic` / `.partition` / `.offset`. The
 //! producer is idempotent with `acks=all`, and [`DeadLetters::publish`] returns only after the
 //! broker acknowledged the record, so the consumer stores the source offset only after that.
+//!
+//! A failed publish is either transient (the broker is away: retried without limit, and the
+//! consumer's stall detection reports it) or [permanent](PublishError::is_permanent) (the record
+//! can never be published as configured, e.g. larger than the producer's `message.max.bytes`):
+//! the consumer retries that a bounded number of times and then stops, loudly.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use order_events::DecodeError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::Message;
@@ -64,6 +70,40 @@ pub mod headers {
     pub const SOURCE_OFFSET: &str = "dlq.source.offset";
 }
 
+/// A dead letter the broker did not acknowledge.
+#[derive(Debug, thiserror::Error)]
+#[error("publishing a dead letter to {topic}: {source}")]
+pub struct PublishError {
+    pub topic: String,
+    #[source]
+    pub source: KafkaError,
+}
+
+impl PublishError {
+    /// Whether retrying the same record cannot help: it is too large, invalid, or not
+    /// authorized, as opposed to a broker that is unreachable or busy for now.
+    pub fn is_permanent(&self) -> bool {
+        use RDKafkaErrorCode as C;
+        matches!(
+            self.source.rdkafka_error_code(),
+            Some(
+                C::MessageSizeTooLarge
+                    | C::InvalidMessageSize
+                    | C::InvalidMessage
+                    | C::MessageBatchTooLarge
+                    | C::InvalidRecord
+                    | C::InvalidTopic
+                    | C::InvalidRequiredAcks
+                    | C::TopicAuthorizationFailed
+                    | C::ClusterAuthorizationFailed
+                    | C::UnsupportedForMessageFormat
+                    | C::PolicyViolation
+                    | C::InvalidArgument
+            )
+        )
+    }
+}
+
 /// The dead-letter producer.
 pub struct DeadLetters {
     producer: FutureProducer,
@@ -94,7 +134,11 @@ impl DeadLetters {
     }
 
     /// Publishes `message` with the error headers and waits for the broker's acknowledgement.
-    pub async fn publish(&self, message: &OwnedMessage, poison: &Poison) -> anyhow::Result<()> {
+    pub async fn publish(
+        &self,
+        message: &OwnedMessage,
+        poison: &Poison,
+    ) -> Result<(), PublishError> {
         let headers = dead_letter_headers(message, poison);
         let mut record: FutureRecord<'_, [u8], [u8]> =
             FutureRecord::to(&self.topic).headers(headers);
@@ -107,8 +151,10 @@ impl DeadLetters {
         self.producer
             .send(record, Duration::from_secs(30))
             .await
-            .map_err(|(e, _)| e)
-            .with_context(|| format!("publishing a dead letter to {}", self.topic))?;
+            .map_err(|(source, _)| PublishError {
+                topic: self.topic.clone(),
+                source,
+            })?;
         Ok(())
     }
 
@@ -153,6 +199,19 @@ pub fn dead_letter_headers(message: &OwnedMessage, poison: &Poison) -> OwnedHead
 mod tests {
     use super::*;
     use rdkafka::Timestamp;
+
+    #[test]
+    fn oversized_or_invalid_records_are_permanent_failures_and_timeouts_are_not() {
+        let error = |code| PublishError {
+            topic: "t".into(),
+            source: KafkaError::MessageProduction(code),
+        };
+        assert!(error(RDKafkaErrorCode::MessageSizeTooLarge).is_permanent());
+        assert!(error(RDKafkaErrorCode::TopicAuthorizationFailed).is_permanent());
+        assert!(!error(RDKafkaErrorCode::MessageTimedOut).is_permanent());
+        assert!(!error(RDKafkaErrorCode::AllBrokersDown).is_permanent());
+        assert!(!error(RDKafkaErrorCode::NotEnoughReplicas).is_permanent());
+    }
 
     #[test]
     fn headers_keep_the_originals_and_name_the_error_and_source() {

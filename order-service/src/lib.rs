@@ -11,6 +11,12 @@
 //! [`consumer`] (the apply loop), [`dlq`] (dead letters), [`waiters`] (read-your-writes),
 //! [`topic_scan`] (reading a topic's keys), [`kafka`] (client plumbing), [`metrics`],
 //! [`routes`] (HTTP), [`openapi`] (the API document and Swagger UI).
+//!
+//! The consumer runs on its own task, watched by [`Application::run_until_stopped`]: if it
+//! ends while the service runs, `/ready` answers 503 with the reason and `consumer_up` is 0;
+//! if it panicked, the binary exits non-zero (a supervisor restarts it) instead of serving a
+//! view that no longer moves. [`spawn`] (tests, embedding) keeps serving instead, so the
+//! state can be observed.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -40,28 +46,42 @@ pub mod waiters;
 
 pub use settings::Settings;
 
-use consumer::{ConsumerState, Pipeline};
+use consumer::{ConsumerEnd, ConsumerState, Pipeline};
 use dlq::DeadLetters;
 use kafka::KafkaConfig;
-use metrics::ConsumerMetrics;
+use metrics::{ConsumerMetrics, TopicScanMetrics};
 use routes::AppState;
 use store::Store;
+use topic_scan::{ScanLimits, Scanner};
 use waiters::Waiters;
 
 /// The built service: the view opened, the listener bound, the consumer started.
 pub struct Application {
     port: u16,
     server: Server,
-    consumer: JoinHandle<()>,
+    consumer: JoinHandle<ConsumerEnd>,
+    consumer_state: Arc<ConsumerState>,
     stop: watch::Sender<bool>,
     dead_letters: Arc<DeadLetters>,
     store: Arc<Store>,
+}
+
+/// What the service does when its consumer task panics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConsumerPanic {
+    /// Stop serving and return an error (the binary then exits non-zero).
+    Exit,
+    /// Keep serving, not ready (tests observe `/ready` and the state).
+    KeepServing,
 }
 
 impl Application {
     /// Opens the view, starts the consumer (which connects in the background and makes `/ready`
     /// answer 200 once every partition is assigned), binds the listener and builds the server.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let allowed = settings
+            .topic_scan_allowed()
+            .context("invalid TOPIC_SCAN_ALLOWED")?;
         let store = Arc::new(Store::open(&settings.data_dir)?);
         let kafka = KafkaConfig {
             bootstrap_servers: settings.kafka_bootstrap_servers.clone(),
@@ -82,8 +102,23 @@ impl Application {
         consumer_metrics
             .applied_total
             .set(store.counter(store::APPLIED_TOTAL)?);
+        let scan_metrics = TopicScanMetrics::register(&metrics)?;
         let waiters = Waiters::new();
-        let state = Arc::new(ConsumerState::default());
+        let state = Arc::new(ConsumerState::new(
+            settings.consumer_stall_timeout(),
+            consumer_metrics.consumer_up.clone(),
+        ));
+        let scanner = Scanner::new(
+            kafka.clone(),
+            allowed,
+            ScanLimits {
+                fetch_wait_max_ms: settings.kafka_fetch_wait_max_ms,
+                timeout: settings.topic_scan_timeout(),
+                max_keys: usize::try_from(settings.topic_scan_max_keys).unwrap_or(usize::MAX),
+            },
+            usize::try_from(settings.topic_scan_max_concurrent).unwrap_or(1),
+            scan_metrics,
+        );
 
         let probe = Arc::new(
             kafka
@@ -99,10 +134,8 @@ impl Application {
             store: Arc::clone(&store),
             waiters: Arc::clone(&waiters),
             consumer: Arc::clone(&state),
-            kafka: kafka.clone(),
             topic: settings.kafka_topic.clone(),
-            fetch_wait_max_ms: settings.kafka_fetch_wait_max_ms,
-            topic_scan_timeout: settings.topic_scan_timeout(),
+            scanner,
             probe,
             registry_url: settings.schema_registry_url.clone(),
             http: http.build().context("creating the HTTP client")?,
@@ -125,13 +158,17 @@ impl Application {
             store: Arc::clone(&store),
             waiters,
             metrics: consumer_metrics,
-            state,
+            state: Arc::clone(&state),
+            dlq_max_attempts: settings.dlq_publish_max_attempts,
+            #[cfg(feature = "fault-injection")]
+            fault_panic_on_key: settings.fault_panic_on_key.clone(),
         };
         let consumer = tokio::spawn(pipeline.run(stop_rx));
         Ok(Application {
             port,
             server: server.1,
             consumer,
+            consumer_state: state,
             stop,
             dead_letters,
             store,
@@ -148,22 +185,109 @@ impl Application {
         Arc::clone(&self.store)
     }
 
+    /// What the HTTP side sees of the consumer (assignment, offsets, health).
+    pub fn consumer_state(&self) -> Arc<ConsumerState> {
+        Arc::clone(&self.consumer_state)
+    }
+
     /// Serves until SIGINT/SIGTERM; then stops fetching, lets the batch in progress commit,
-    /// flushes the dead-letter producer and returns.
+    /// flushes the dead-letter producer and returns. If the consumer task panics, stops
+    /// serving and returns an error (so the binary exits non-zero); if it fails otherwise,
+    /// keeps serving reads, not ready.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let served = self.server.await;
-        tracing::info!("HTTP server stopped; stopping the consumer");
-        let _ = self.stop.send(true);
-        if let Err(e) = self.consumer.await {
-            tracing::error!(error = %e, "the consumer task failed");
-        }
-        let dead_letters = self.dead_letters;
-        tokio::task::spawn_blocking(move || dead_letters.flush(Duration::from_secs(10)))
-            .await
-            .context("the flush task failed")??;
+        self.run(OnConsumerPanic::Exit).await
+    }
+
+    /// [`run_until_stopped`](Self::run_until_stopped) with a choice of what a consumer panic
+    /// does.
+    pub async fn run(self, on_panic: OnConsumerPanic) -> anyhow::Result<()> {
+        let Application {
+            mut server,
+            mut consumer,
+            consumer_state,
+            stop,
+            dead_letters,
+            ..
+        } = self;
+        let server_handle = server.handle();
+        let served = tokio::select! {
+            served = &mut server => Some(served),
+            joined = &mut consumer => {
+                let panicked = consumer_ended(joined, &consumer_state);
+                match panicked {
+                    Some(message) if on_panic == OnConsumerPanic::Exit => {
+                        tracing::error!("stopping the service: the consumer panicked");
+                        server_handle.stop(true).await;
+                        let _ = server.await;
+                        flush(dead_letters).await?;
+                        anyhow::bail!("the consumer task panicked: {message}");
+                    }
+                    _ => None,
+                }
+            }
+        };
+        let served = match served {
+            Some(served) => {
+                tracing::info!("HTTP server stopped; stopping the consumer");
+                let _ = stop.send(true);
+                match consumer.await {
+                    Ok(ConsumerEnd::Stopped) => {}
+                    Ok(ConsumerEnd::Failed(reason)) => {
+                        tracing::error!(%reason, "the consumer had failed");
+                    }
+                    Err(e) => tracing::error!(error = %e, "the consumer task failed"),
+                }
+                served
+            }
+            // The consumer ended first; serve reads (not ready) until asked to stop.
+            None => server.await,
+        };
+        flush(dead_letters).await?;
         tracing::info!("order-service stopped");
         served.context("the HTTP server failed")
     }
+}
+
+/// Records in the state how the consumer task ended while the service was running; the
+/// panic message if it panicked.
+fn consumer_ended(
+    joined: Result<ConsumerEnd, tokio::task::JoinError>,
+    state: &ConsumerState,
+) -> Option<String> {
+    match joined {
+        Ok(ConsumerEnd::Failed(reason)) => {
+            tracing::error!(%reason, "the consumer failed; the service is not ready");
+            state.mark_ended(reason);
+            None
+        }
+        Ok(ConsumerEnd::Stopped) => {
+            state.mark_ended("the consumer stopped");
+            None
+        }
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "(no message)".to_owned());
+            tracing::error!(panic = %message, "the consumer task panicked");
+            state.mark_ended(format!("the consumer task panicked: {message}"));
+            Some(message)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the consumer task was cancelled");
+            state.mark_ended(format!("the consumer task was cancelled: {e}"));
+            None
+        }
+    }
+}
+
+/// Waits for outstanding dead letters (at shutdown).
+async fn flush(dead_letters: Arc<DeadLetters>) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || dead_letters.flush(Duration::from_secs(10)))
+        .await
+        .context("the flush task failed")?
 }
 
 fn serve(
@@ -209,10 +333,12 @@ fn is_loopback(url: &str) -> bool {
     matches!(host, "localhost" | "127.0.0.1") || rest.starts_with("[::1]")
 }
 
-/// A service running on tasks of this process (for tests); stops when dropped.
+/// A service running on tasks of this process (for tests); stops when dropped. A consumer
+/// panic leaves it serving, not ready ([`OnConsumerPanic::KeepServing`]).
 pub struct Running {
     server: service_kit::Spawned<anyhow::Result<()>>,
     store: Arc<Store>,
+    consumer: Arc<ConsumerState>,
 }
 
 impl Running {
@@ -225,19 +351,29 @@ impl Running {
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
+
+    /// The consumer's state: whether it ended (and why), its health.
+    pub fn consumer(&self) -> &Arc<ConsumerState> {
+        &self.consumer
+    }
 }
 
 /// Builds the service and serves it on a tokio task of the current runtime.
 pub async fn spawn(settings: Settings) -> anyhow::Result<Running> {
     let app = Application::build(settings).await?;
     let store = app.store();
+    let state = app.consumer_state();
     let consumer = app.consumer.abort_handle();
     let server = service_kit::Spawned::new(app.port(), async move {
         // Aborting this task drops the server; the consumer is aborted with it.
         let _guard = AbortOnDrop(consumer);
-        app.run_until_stopped().await
+        app.run(OnConsumerPanic::KeepServing).await
     });
-    Ok(Running { server, store })
+    Ok(Running {
+        server,
+        store,
+        consumer: state,
+    })
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);

@@ -26,6 +26,48 @@ pub struct ConsumerMetrics {
     pub batch_seconds: Histogram,
     /// The persisted `applied_total` counter of the view (all processes, ever).
     pub applied_total: IntGauge,
+    /// 1 while the consumer runs and makes progress; 0 before it is assigned, once it has
+    /// ended (panic, unpublishable dead letter, stream end) or while it is stalled.
+    pub consumer_up: IntGauge,
+}
+
+/// Handles to the topic scan's metrics.
+#[derive(Clone)]
+pub struct TopicScanMetrics {
+    /// Scans whose consumer is running now (on blocking threads).
+    pub active: IntGauge,
+    /// Scan requests refused, by reason (`not_allowed`, `busy`).
+    pub rejected: IntCounterVec,
+    /// Scans stopped because their client went away.
+    pub cancelled: IntCounter,
+}
+
+impl TopicScanMetrics {
+    /// Creates the metrics and registers them with the service's registry.
+    pub fn register(metrics: &Metrics) -> anyhow::Result<TopicScanMetrics> {
+        let m = TopicScanMetrics {
+            active: IntGauge::new(
+                "order_topic_scans_active",
+                "getAllOrderIdsFromTopic scans whose consumer is running",
+            )?,
+            rejected: IntCounterVec::new(
+                Opts::new(
+                    "order_topic_scans_rejected_total",
+                    "getAllOrderIdsFromTopic requests refused, by reason",
+                ),
+                &["reason"],
+            )?,
+            cancelled: IntCounter::new(
+                "order_topic_scans_cancelled_total",
+                "getAllOrderIdsFromTopic scans stopped because the client went away",
+            )?,
+        };
+        let registry = metrics.registry();
+        registry.register(Box::new(m.active.clone()))?;
+        registry.register(Box::new(m.rejected.clone()))?;
+        registry.register(Box::new(m.cancelled.clone()))?;
+        Ok(m)
+    }
 }
 
 impl ConsumerMetrics {
@@ -72,8 +114,13 @@ impl ConsumerMetrics {
                 "order_view_applied_records",
                 "The view's persisted applied_total counter",
             )?,
+            consumer_up: IntGauge::new(
+                "consumer_up",
+                "1 while the order-events consumer runs and makes progress, else 0",
+            )?,
         };
         let registry = metrics.registry();
+        registry.register(Box::new(m.consumer_up.clone()))?;
         registry.register(Box::new(m.applied.clone()))?;
         registry.register(Box::new(m.stale.clone()))?;
         registry.register(Box::new(m.dead_lettered.clone()))?;

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use order_events::{ORDER_EVENTS_DLQ_TOPIC, ORDER_EVENTS_TOPIC};
 
+pub use crate::topic_scan::{AllowedTopics, AllowedTopicsError};
+
 /// The service's settings, from flags or the environment.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "order-service", version, about)]
@@ -50,8 +52,9 @@ pub struct Settings {
     /// late); Apache Kafka answers as soon as data is there, so a small value costs nothing.
     #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = 10)]
     pub kafka_fetch_wait_max_ms: u32,
-    /// The most records applied in one SQLite transaction.
-    #[arg(long, env = "APPLY_BATCH_SIZE", default_value_t = 500)]
+    /// The most records applied in one SQLite transaction (1 to 100000).
+    #[arg(long, env = "APPLY_BATCH_SIZE", default_value_t = 500,
+          value_parser = parse_batch_size)]
     pub apply_batch_size: usize,
     /// Timeout of each Schema Registry request.
     #[arg(long, env = "SCHEMA_REGISTRY_TIMEOUT_MS", default_value_t = 5_000)]
@@ -62,9 +65,56 @@ pub struct Settings {
     /// How long `GET /api/getAllOrderIdsFromTopic` may scan before answering 503.
     #[arg(long, env = "TOPIC_SCAN_TIMEOUT_MS", default_value_t = 60_000)]
     pub topic_scan_timeout_ms: u64,
+    /// Topics `GET /api/getAllOrderIdsFromTopic` may scan, comma-separated (default: KAFKA_TOPIC
+    /// and KAFKA_DLQ_TOPIC). Others answer 403. Internal topics (`_schemas`, any `__*`) are never
+    /// scannable: listing one refuses to start.
+    #[arg(
+        long,
+        env = "TOPIC_SCAN_ALLOWED",
+        value_delimiter = ',',
+        value_name = "TOPICS"
+    )]
+    pub topic_scan_allowed: Vec<String>,
+    /// The most distinct keys one topic scan keeps; a topic with more answers 503 (this bounds
+    /// a scan's memory to about this many order ids).
+    #[arg(long, env = "TOPIC_SCAN_MAX_KEYS", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub topic_scan_max_keys: u64,
+    /// The most topic scans running at once; more answer 429 with Retry-After.
+    #[arg(long, env = "TOPIC_SCAN_MAX_CONCURRENT", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub topic_scan_max_concurrent: u32,
+    /// `/ready` answers 503 (and `consumer_up` is 0) when the consumer has committed nothing
+    /// for this long while records are waiting (lag > 0).
+    #[arg(long, env = "CONSUMER_STALL_TIMEOUT_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub consumer_stall_timeout_ms: u64,
+    /// Attempts to publish a dead letter that the producer refuses for good (e.g. larger than
+    /// its `message.max.bytes`); then the consumer stops, `/ready` answers 503 and the log names
+    /// the record. Broker outages are retried without limit (and show up as a stall).
+    #[arg(long, env = "DLQ_PUBLISH_MAX_ATTEMPTS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub dlq_publish_max_attempts: u32,
     /// Extra librdkafka properties, `key=value`, repeatable (also `KAFKA_PROPERTY_<NAME>`).
     #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
     pub kafka_properties: Vec<String>,
+    /// Test-only fault injection (compiled only with the `fault-injection` feature): the
+    /// consumer panics when it reads a record with this key. Hidden from `--help`.
+    #[cfg(feature = "fault-injection")]
+    #[arg(long, env = "FAULT_PANIC_ON_KEY", hide = true)]
+    pub fault_panic_on_key: Option<String>,
+}
+
+/// The largest `APPLY_BATCH_SIZE` (a batch is allocated up front).
+pub const MAX_APPLY_BATCH_SIZE: usize = 100_000;
+
+fn parse_batch_size(text: &str) -> Result<usize, String> {
+    let n: usize = text.parse().map_err(|e| format!("{e}"))?;
+    if (1..=MAX_APPLY_BATCH_SIZE).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("must be between 1 and {MAX_APPLY_BATCH_SIZE}"))
+    }
 }
 
 impl Settings {
@@ -84,7 +134,14 @@ impl Settings {
             schema_registry_timeout_ms: 5_000,
             retry_backoff_max_ms: 2_000,
             topic_scan_timeout_ms: 60_000,
+            topic_scan_allowed: vec![],
+            topic_scan_max_keys: 1_000_000,
+            topic_scan_max_concurrent: 4,
+            consumer_stall_timeout_ms: 60_000,
+            dlq_publish_max_attempts: 5,
             kafka_properties: vec![],
+            #[cfg(feature = "fault-injection")]
+            fault_panic_on_key: None,
         }
     }
 
@@ -94,5 +151,19 @@ impl Settings {
 
     pub fn topic_scan_timeout(&self) -> Duration {
         Duration::from_millis(self.topic_scan_timeout_ms)
+    }
+
+    pub fn consumer_stall_timeout(&self) -> Duration {
+        Duration::from_millis(self.consumer_stall_timeout_ms.max(1))
+    }
+
+    /// The topics the scan endpoint may read: `TOPIC_SCAN_ALLOWED`, or the consumed topic and
+    /// its dead-letter topic. An internal topic in the list is an error (refused at start-up).
+    pub fn topic_scan_allowed(&self) -> Result<AllowedTopics, AllowedTopicsError> {
+        if self.topic_scan_allowed.iter().all(|t| t.trim().is_empty()) {
+            AllowedTopics::parse([self.kafka_topic.as_str(), self.kafka_dlq_topic.as_str()])
+        } else {
+            AllowedTopics::parse(self.topic_scan_allowed.iter().map(String::as_str))
+        }
     }
 }

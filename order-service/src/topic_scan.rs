@@ -6,16 +6,139 @@
 //! the key is the order id by contract, and decoding would put the registry on this path.
 //!
 //! Each scan uses its own short-lived consumer (no group, partitions assigned directly), runs on
-//! a blocking thread, and is bounded by a deadline.
+//! a blocking thread, and is bounded: by a deadline, by a cancellation flag (set when the HTTP
+//! client goes away, checked at least every 200 ms), and in memory (each distinct key is kept
+//! once, keys longer than an order id are skipped, at most `max_keys` distinct keys).
+//!
+//! Which topics may be scanned is the operator's decision ([`AllowedTopics`]); internal topics
+//! (the registry's `_schemas`, Kafka's `__*`) never are: their keys are not order ids and listing
+//! them leaks internal state.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use order_events::MAX_ID_LEN;
+
+use prometheus::IntGauge;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::Semaphore;
 
 use crate::kafka::{topic_state, KafkaConfig, TopicState};
+use crate::metrics::TopicScanMetrics;
+
+/// The scan endpoint's gate: which topics may be read, how many scans run at once, and the
+/// limits of each. Shared by every HTTP worker.
+pub struct Scanner {
+    kafka: KafkaConfig,
+    allowed: AllowedTopics,
+    limits: ScanLimits,
+    slots: Arc<Semaphore>,
+    max_concurrent: usize,
+    metrics: TopicScanMetrics,
+}
+
+/// Every scan slot is taken; try again later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+impl Scanner {
+    pub fn new(
+        kafka: KafkaConfig,
+        allowed: AllowedTopics,
+        limits: ScanLimits,
+        max_concurrent: usize,
+        metrics: TopicScanMetrics,
+    ) -> Scanner {
+        Scanner {
+            kafka,
+            allowed,
+            limits,
+            slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            max_concurrent: max_concurrent.max(1),
+            metrics,
+        }
+    }
+
+    /// The topics that may be scanned.
+    pub fn allowed(&self) -> &AllowedTopics {
+        &self.allowed
+    }
+
+    /// Whether `topic` may be scanned (internal topics never, whatever the list says).
+    pub fn is_allowed(&self, topic: &str) -> bool {
+        !is_internal_topic(topic) && self.allowed.contains(topic)
+    }
+
+    /// The most scans running at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.max_concurrent
+    }
+
+    pub fn metrics(&self) -> &TopicScanMetrics {
+        &self.metrics
+    }
+
+    /// Scans `topic` on a blocking thread if a slot is free. The slot is held by that thread
+    /// (not by this future), so a scan that is still winding down keeps counting. Dropping
+    /// this future (the client went away) cancels the scan within about 200 ms.
+    pub async fn scan(&self, topic: String) -> Result<Result<ScanResult, ScanError>, Busy> {
+        let permit = Arc::clone(&self.slots)
+            .try_acquire_owned()
+            .map_err(|_| Busy)?;
+        let cancel = Arc::new(AtomicBool::new(false));
+        let _cancel_on_drop = CancelOnDrop(Arc::clone(&cancel));
+        let kafka = self.kafka.clone();
+        let limits = self.limits.clone();
+        let active = ActiveScan::start(self.metrics.active.clone());
+        let cancelled = self.metrics.cancelled.clone();
+        let flag = Arc::clone(&cancel);
+        let scan = tokio::task::spawn_blocking(move || {
+            let _slot = permit;
+            let _active = active;
+            match scan_keys(&kafka, &topic, &limits, &flag) {
+                // Whatever failed after the client left, the reason the scan ended is that.
+                Err(_) if flag.load(Ordering::Acquire) => {
+                    cancelled.inc();
+                    tracing::info!(topic, "topic scan cancelled: the client went away");
+                    Err(ScanError::Cancelled)
+                }
+                other => other,
+            }
+        });
+        Ok(scan
+            .await
+            .unwrap_or_else(|e| Err(ScanError::Unavailable(format!("the scan task failed: {e}")))))
+    }
+}
+
+/// Sets the flag when dropped: the handler's future is dropped when its client disconnects.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Counts a running scan in the `order_topic_scans_active` gauge until dropped.
+struct ActiveScan(IntGauge);
+
+impl ActiveScan {
+    fn start(gauge: IntGauge) -> ActiveScan {
+        gauge.inc();
+        ActiveScan(gauge)
+    }
+}
+
+impl Drop for ActiveScan {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
 
 /// The longest legal Kafka topic name.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
@@ -29,6 +152,82 @@ pub enum ScanError {
     Unavailable(String),
     #[error("the scan did not reach the end of topic '{topic}' within {timeout:?}")]
     TimedOut { topic: String, timeout: Duration },
+    #[error("topic '{topic}' has more than {max} distinct keys; the scan stopped there")]
+    TooManyKeys { topic: String, max: usize },
+    #[error("the scan was cancelled (the client went away)")]
+    Cancelled,
+}
+
+/// The registry's storage topic (Confluent's default name).
+pub const SCHEMAS_TOPIC: &str = "_schemas";
+
+/// Whether `name` is an internal topic: the registry's `_schemas`, or Kafka's own (`__*`, e.g.
+/// `__consumer_offsets`, `__transaction_state`).
+pub fn is_internal_topic(name: &str) -> bool {
+    name == SCHEMAS_TOPIC || name.starts_with("__")
+}
+
+/// Why a list of scannable topics was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AllowedTopicsError {
+    #[error("TOPIC_SCAN_ALLOWED lists the internal topic '{0}'; internal topics (_schemas, __*) can never be scanned")]
+    Internal(String),
+    #[error("TOPIC_SCAN_ALLOWED lists '{name}', which is not a legal topic name: {reason}")]
+    Illegal { name: String, reason: String },
+    #[error("TOPIC_SCAN_ALLOWED lists no topic")]
+    Empty,
+}
+
+/// The topics the scan endpoint may read: legal names, none internal, at least one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedTopics(Vec<String>);
+
+impl AllowedTopics {
+    /// Parses the operator's list (entries are trimmed; empty entries and duplicates dropped).
+    pub fn parse<'a>(
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<AllowedTopics, AllowedTopicsError> {
+        let mut topics: Vec<String> = Vec::new();
+        for name in names.into_iter().map(str::trim).filter(|n| !n.is_empty()) {
+            check_topic_name(name).map_err(|reason| AllowedTopicsError::Illegal {
+                name: name.to_owned(),
+                reason,
+            })?;
+            if is_internal_topic(name) {
+                return Err(AllowedTopicsError::Internal(name.to_owned()));
+            }
+            if !topics.iter().any(|t| t == name) {
+                topics.push(name.to_owned());
+            }
+        }
+        if topics.is_empty() {
+            return Err(AllowedTopicsError::Empty);
+        }
+        Ok(AllowedTopics(topics))
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|t| t == name)
+    }
+
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for AllowedTopics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(", "))
+    }
+}
+
+/// Limits of one scan.
+#[derive(Debug, Clone)]
+pub struct ScanLimits {
+    pub fetch_wait_max_ms: u32,
+    pub timeout: Duration,
+    /// The most distinct keys kept.
+    pub max_keys: usize,
 }
 
 /// What a scan found.
@@ -66,14 +265,21 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
 }
 
 /// Scans `topic` from the beginning to its current high watermarks and returns the distinct
-/// UTF-8 keys (blocking: run it on a blocking thread). Records without a key, or with a key
-/// that is not UTF-8, name no order and are skipped.
+/// UTF-8 keys (blocking: run it on a blocking thread). Records without a key, with a key that
+/// is not UTF-8 or longer than an order id ([`MAX_ID_LEN`]) name no order and are skipped.
+/// Returns [`ScanError::Cancelled`] soon after `cancel` turns true.
 pub fn scan_keys(
     kafka: &KafkaConfig,
     topic: &str,
-    fetch_wait_max_ms: u32,
-    timeout: Duration,
+    limits: &ScanLimits,
+    cancel: &AtomicBool,
 ) -> Result<ScanResult, ScanError> {
+    let ScanLimits {
+        fetch_wait_max_ms,
+        timeout,
+        max_keys,
+    } = *limits;
+    let cancelled = || cancel.load(Ordering::Acquire);
     let deadline = Instant::now() + timeout;
     let remaining = || deadline.saturating_duration_since(Instant::now());
     let request_timeout = || remaining().min(Duration::from_secs(10));
@@ -101,6 +307,9 @@ pub fn scan_keys(
     let mut ends: Vec<(i32, i64)> = Vec::new();
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
+        if cancelled() {
+            return Err(ScanError::Cancelled);
+        }
         let (low, high) = consumer
             .fetch_watermarks(topic, partition, request_timeout())
             .map_err(|e| ScanError::Unavailable(format!("reading the watermarks: {e}")))?;
@@ -111,13 +320,15 @@ pub fn scan_keys(
                 .map_err(|e| ScanError::Unavailable(e.to_string()))?;
         }
     }
-    let mut seen = HashSet::new();
-    let mut result = ScanResult {
-        order_ids: Vec::new(),
-        records: 0,
-    };
+    // Each key is allocated once and shared by the set (for "seen?") and the list (for order).
+    let mut seen: HashSet<Arc<str>> = HashSet::new();
+    let mut order: Vec<Arc<str>> = Vec::new();
+    let mut records = 0_u64;
     if ends.is_empty() {
-        return Ok(result);
+        return Ok(ScanResult {
+            order_ids: Vec::new(),
+            records,
+        });
     }
     consumer
         .assign(&assignment)
@@ -131,6 +342,9 @@ pub fn scan_keys(
     let mut open = ends.len();
     let mut done: HashSet<i32> = HashSet::new();
     while open > 0 {
+        if cancelled() {
+            return Err(ScanError::Cancelled);
+        }
         if Instant::now() >= deadline {
             return Err(ScanError::TimedOut {
                 topic: topic.to_owned(),
@@ -147,10 +361,22 @@ pub fn scan_keys(
                 if done.contains(&partition) || message.offset() >= high {
                     continue;
                 }
-                result.records += 1;
-                if let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
-                    if !key.is_empty() && seen.insert(key.to_owned()) {
-                        result.order_ids.push(key.to_owned());
+                records += 1;
+                let key = message
+                    .key()
+                    .filter(|k| !k.is_empty() && k.len() <= MAX_ID_LEN)
+                    .and_then(|k| std::str::from_utf8(k).ok());
+                if let Some(key) = key {
+                    if !seen.contains(key) {
+                        if seen.len() >= max_keys {
+                            return Err(ScanError::TooManyKeys {
+                                topic: topic.to_owned(),
+                                max: max_keys,
+                            });
+                        }
+                        let key: Arc<str> = Arc::from(key);
+                        seen.insert(Arc::clone(&key));
+                        order.push(key);
                     }
                 }
                 if message.offset() + 1 >= high && done.insert(partition) {
@@ -169,7 +395,11 @@ pub fn scan_keys(
             }
         }
     }
-    Ok(result)
+    drop(seen);
+    Ok(ScanResult {
+        order_ids: order.iter().map(|k| k.to_string()).collect(),
+        records,
+    })
 }
 
 #[cfg(test)]
@@ -184,5 +414,46 @@ mod tests {
         for bad in ["", ".", "..", "a b", "a/b", "ä", "a*", &"x".repeat(250)] {
             assert!(check_topic_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn internal_topics_are_refused_even_when_listed() {
+        for internal in [
+            "_schemas",
+            "__consumer_offsets",
+            "__transaction_state",
+            "__x",
+        ] {
+            assert_eq!(
+                AllowedTopics::parse(["order-events", internal]),
+                Err(AllowedTopicsError::Internal(internal.to_owned())),
+                "{internal}"
+            );
+        }
+        // A single leading underscore other than _schemas is an ordinary topic.
+        assert!(AllowedTopics::parse(["_orders"]).is_ok());
+    }
+
+    #[test]
+    fn the_allowed_list_is_trimmed_deduplicated_and_never_empty() {
+        let allowed =
+            AllowedTopics::parse([" order-events", "order-events.dlq ", "", "order-events"])
+                .map_err(|e| e.to_string());
+        assert_eq!(
+            allowed.as_ref().map(AllowedTopics::as_slice),
+            Ok(&["order-events".to_owned(), "order-events.dlq".to_owned()][..])
+        );
+        assert_eq!(
+            allowed.map(|a| a.to_string()),
+            Ok("order-events, order-events.dlq".to_owned())
+        );
+        assert_eq!(
+            AllowedTopics::parse(["", " "]),
+            Err(AllowedTopicsError::Empty)
+        );
+        assert!(matches!(
+            AllowedTopics::parse(["a/b"]),
+            Err(AllowedTopicsError::Illegal { .. })
+        ));
     }
 }

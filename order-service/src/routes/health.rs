@@ -2,7 +2,10 @@
 //!
 //! Why readiness checks three things: the service is only useful when it can see the topic
 //! (broker reachable), holds every partition (assigned) and can decode what it reads (registry
-//! reachable). Each check is live, with a short timeout, so `/ready` reflects an outage.
+//! reachable). Each check is live, with a short timeout, so `/ready` reflects an outage. Before
+//! those, the consumer itself must be alive and moving: not ended (panic, unpublishable dead
+//! letter, stream end) and not stalled (records waiting, nothing committed for longer than
+//! `CONSUMER_STALL_TIMEOUT_MS`); `consumer_up` in `/metrics` says the same.
 
 use std::time::Duration;
 
@@ -28,7 +31,8 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(service_kit::status_body("alive"))
 }
 
-/// Ready when Kafka is reachable, every partition is assigned and the registry answers.
+/// Ready when the consumer runs and makes progress, Kafka is reachable, every partition is
+/// assigned and the registry answers.
 #[utoipa::path(
     tag = "health",
     responses(
@@ -50,9 +54,7 @@ pub async fn ready(state: Data<AppState>) -> HttpResponse {
 }
 
 async fn check(state: &AppState) -> Result<(), String> {
-    if !state.consumer.is_assigned() {
-        return Err("partitions are not assigned yet".into());
-    }
+    state.consumer.health()?;
     let probe = state.probe.clone();
     let topic = state.topic.clone();
     let broker =
@@ -82,6 +84,8 @@ async fn check(state: &AppState) -> Result<(), String> {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
 )]
 #[get("/metrics")]
-pub async fn metrics(metrics: Data<Metrics>) -> HttpResponse {
+pub async fn metrics(metrics: Data<Metrics>, state: Data<AppState>) -> HttpResponse {
+    // `consumer_up` as of now (a stall is a matter of time passing).
+    let _ = state.consumer.health();
     metrics.response()
 }

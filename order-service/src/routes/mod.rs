@@ -9,15 +9,14 @@
 //! Every error answer is service-kit's `{"success": false, "message", "errors"}`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::web;
 use rdkafka::consumer::BaseConsumer;
 use service_kit::http_error::{FieldProblem, HttpError};
 
 use crate::consumer::ConsumerState;
-use crate::kafka::KafkaConfig;
 use crate::store::Store;
+use crate::topic_scan::Scanner;
 use crate::waiters::Waiters;
 
 pub mod dto;
@@ -31,10 +30,9 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub waiters: Arc<Waiters>,
     pub consumer: Arc<ConsumerState>,
-    pub kafka: KafkaConfig,
     pub topic: String,
-    pub fetch_wait_max_ms: u32,
-    pub topic_scan_timeout: Duration,
+    /// `getAllOrderIdsFromTopic`: allowed topics, concurrency and limits.
+    pub scanner: Scanner,
     /// A client for `/ready`'s broker check (no network until used).
     pub probe: Arc<BaseConsumer>,
     pub registry_url: String,

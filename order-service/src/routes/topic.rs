@@ -2,8 +2,10 @@
 //!
 //! Why here and not from the view: this answers what the *log* contains (including orders the
 //! view dead-lettered or has not reached yet). The scan itself is in
-//! [`topic_scan`](crate::topic_scan); this handler validates, runs it on a blocking thread and
-//! maps its outcome to 200, 400, 404 or 503.
+//! [`topic_scan`](crate::topic_scan); this handler validates the name (400), checks it is an
+//! allowed topic (403, naming the allowed ones), takes a scan slot (429 with `Retry-After` when
+//! all are busy), runs the scan and maps its outcome to 200, 404 or 503. If the client goes
+//! away, this future is dropped and the scan is cancelled.
 
 use std::time::Instant;
 
@@ -16,8 +18,11 @@ use tracing::Instrument;
 use utoipa::IntoParams;
 
 use crate::routes::dto::{ErrorResponse, TopicOrderIdsResponse};
-use crate::routes::{internal, invalid_query, problem, AppState};
-use crate::topic_scan::{check_topic_name, scan_keys, ScanError};
+use crate::routes::{invalid_query, problem, AppState};
+use crate::topic_scan::{check_topic_name, ScanError};
+
+/// Seconds a client is asked to wait when every scan slot is busy.
+pub const RETRY_AFTER_SECS: u32 = 1;
 
 /// Query parameters.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -42,9 +47,16 @@ pub struct TopicParams {
          example = json!({"success": false,
                           "message": "Invalid query parameter 'topicName': contains '/'; only ASCII letters, digits, '.', '_' and '-' are allowed",
                           "errors": [{"field": "topicName", "message": "contains '/'; only ASCII letters, digits, '.', '_' and '-' are allowed"}]})),
+        (status = 403, description = "The topic may not be scanned (not in TOPIC_SCAN_ALLOWED, or internal)", body = ErrorResponse,
+         example = json!({"success": false,
+                          "message": "Topic '_schemas' may not be scanned; allowed topics: order-events, order-events.dlq",
+                          "errors": [{"field": "topicName", "message": "allowed topics: order-events, order-events.dlq"}]})),
         (status = 404, description = "No such topic", body = ErrorResponse,
          example = json!({"success": false, "message": "Topic 'nope' does not exist", "errors": []})),
-        (status = 503, description = "Kafka unreachable, or the scan took too long", body = ErrorResponse,
+        (status = 429, description = "Every scan slot is busy (TOPIC_SCAN_MAX_CONCURRENT); retry after the Retry-After header's seconds", body = ErrorResponse,
+         headers(("Retry-After" = u32, description = "Seconds to wait")),
+         example = json!({"success": false, "message": "Too many topic scans are running (at most 4); retry in 1 s", "errors": []})),
+        (status = 503, description = "Kafka unreachable, the scan took too long, or the topic has too many distinct keys", body = ErrorResponse,
          example = json!({"success": false, "message": "Kafka is unreachable: ...", "errors": []})),
     )
 )]
@@ -58,16 +70,26 @@ pub async fn order_ids_from_topic(
         Some(name) => name,
     };
     check_topic_name(&topic).map_err(|e| invalid_query(vec![problem("topicName", e)]))?;
+    let scanner = &state.scanner;
+    if !scanner.is_allowed(&topic) {
+        scanner
+            .metrics()
+            .rejected
+            .with_label_values(&["not_allowed"])
+            .inc();
+        let allowed = format!("allowed topics: {}", scanner.allowed());
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            format!("Topic '{topic}' may not be scanned; {allowed}"),
+        )
+        .with_errors(vec![problem("topicName", allowed)]));
+    }
     let span = tracing::info_span!("topic_scan", topic = %topic);
-    async move {
+    async {
         let started = Instant::now();
-        let kafka = state.kafka.clone();
-        let name = topic.clone();
-        let wait = state.fetch_wait_max_ms;
-        let timeout = state.topic_scan_timeout;
-        let result = tokio::task::spawn_blocking(move || scan_keys(&kafka, &name, wait, timeout))
-            .await
-            .map_err(|e| internal(anyhow::anyhow!("the scan task failed: {e}")))?;
+        let Ok(result) = scanner.scan(topic.clone()).await else {
+            return Ok(busy(&state));
+        };
         match result {
             Ok(scan) => {
                 tracing::info!(
@@ -97,4 +119,24 @@ pub async fn order_ids_from_topic(
     }
     .instrument(span)
     .await
+}
+
+/// 429 in the services' error shape, with `Retry-After`.
+fn busy(state: &AppState) -> HttpResponse {
+    state
+        .scanner
+        .metrics()
+        .rejected
+        .with_label_values(&["busy"])
+        .inc();
+    HttpResponse::TooManyRequests()
+        .insert_header(("Retry-After", RETRY_AFTER_SECS.to_string()))
+        .json(serde_json::json!({
+            "success": false,
+            "message": format!(
+                "Too many topic scans are running (at most {}); retry in {RETRY_AFTER_SECS} s",
+                state.scanner.max_concurrent()
+            ),
+            "errors": [],
+        }))
 }

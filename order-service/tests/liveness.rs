@@ -1,0 +1,208 @@
+//! Liveness that tells the truth: a consumer that ended (a panic, or a dead letter that can
+//! never be published) makes `/ready` answer 503 and `consumer_up` 0, with the reason; the
+//! binary exits non-zero when its consumer panics, so a supervisor restarts it.
+//!
+//! The panic is injected through `FAULT_PANIC_ON_KEY`, which exists only when the crate is
+//! built with its `fault-injection` feature (on for this crate's tests, see Cargo.toml): no
+//! real input makes the consumer panic. The unpublishable dead letter is real: a poison record
+//! larger than the dead-letter producer's `message.max.bytes`.
+
+#![allow(clippy::unwrap_used)] // Tests fail by panicking.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use order_events::{OrderStatus, ORDER_EVENTS_DLQ_TOPIC, ORDER_EVENTS_TOPIC};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureRecord;
+use rdkafka::ClientConfig;
+
+/// Produces to partition 0 (so "behind" means behind in one partition); returns the offset.
+async fn produce_p0(env: &Env, key: &[u8], value: &[u8]) -> i64 {
+    let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(ORDER_EVENTS_TOPIC)
+        .partition(0)
+        .key(key)
+        .payload(value);
+    env.producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap()
+        .offset
+}
+
+async fn encoded(env: &Env, id: &str) -> Vec<u8> {
+    let event = event(simple_order(id, "CUST-1", OrderStatus::Pending), 1);
+    env.codec.encode(&event).await.unwrap()
+}
+
+/// `/ready` once it answers 503, with its message (30 s at most).
+async fn wait_unready(env: &Env, url: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get_json(&env.http, url, "/ready").await;
+        if status == 503 {
+            return body["message"].as_str().unwrap_or_default().to_owned();
+        }
+        assert!(Instant::now() < deadline, "{url} stayed ready: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn dlq_high_watermark(bootstrap: String) -> i64 {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    client
+        .fetch_watermarks(ORDER_EVENTS_DLQ_TOPIC, 0, Duration::from_secs(5))
+        .unwrap()
+        .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_letter_that_cannot_be_published_stops_consumption_loudly() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = env.settings(dir.path().to_path_buf());
+    // The smallest librdkafka allows; the poison record below is larger.
+    settings.kafka_properties = vec!["message.max.bytes=1000".into()];
+    settings.dlq_publish_max_attempts = 3;
+    settings.retry_backoff_max_ms = 200;
+    let service = order_service::spawn(settings).await.unwrap();
+    wait_ready(&env.http, service.url()).await;
+    let url = service.url();
+
+    let g1 = encoded(&env, "G-1").await;
+    produce_p0(&env, b"G-1", &g1).await;
+    // Poison (wrong magic byte) and larger than the dead-letter producer may send.
+    let mut big = vec![1_u8; 4_000];
+    big[0] = 7;
+    let poison_offset = produce_p0(&env, b"P-BIG", &big).await;
+    let g2 = encoded(&env, "G-2").await;
+    produce_p0(&env, b"G-2", &g2).await;
+
+    let (status, body) = get_json(
+        &env.http,
+        url,
+        "/api/order-details?orderId=G-1&waitMs=15000",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let message = wait_unready(&env, url).await;
+    assert!(
+        message.contains(&format!(
+            "topic order-events partition 0 offset {poison_offset} cannot be published after 3 attempts"
+        )),
+        "{message}"
+    );
+    assert!(message.contains("consumer has stopped"), "{message}");
+    assert_eq!(metric(&env.http, url, "consumer_up").await, 0.0);
+    assert!(service.consumer().ended().is_some());
+
+    // Consumption stopped at the record: G-2 behind it is not applied, the stored offset of
+    // partition 0 is the poison record's, and nothing reached the dead-letter topic.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let store = service.store();
+    assert_eq!(store.version("G-2").unwrap(), None);
+    assert_eq!(store.version("G-1").unwrap(), Some(1));
+    assert!(store
+        .offsets(ORDER_EVENTS_TOPIC)
+        .unwrap()
+        .contains(&(0, poison_offset)));
+    let bootstrap = env.broker.bootstrap_servers();
+    let high = tokio::task::spawn_blocking(move || dlq_high_watermark(bootstrap))
+        .await
+        .unwrap();
+    assert_eq!(high, 0);
+    // It stays that way: not ready, reads still served.
+    let (status, _) = get_json(&env.http, url, "/ready").await;
+    assert_eq!(status, 503);
+    let (status, _) = get_json(&env.http, url, "/api/order-details?orderId=G-1").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_panic_makes_the_service_unready() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = env.settings(dir.path().to_path_buf());
+    settings.fault_panic_on_key = Some("BOOM".into());
+    let service = order_service::spawn(settings).await.unwrap();
+    wait_ready(&env.http, service.url()).await;
+    let url = service.url();
+    assert_eq!(metric(&env.http, url, "consumer_up").await, 1.0);
+
+    let g1 = encoded(&env, "G-1").await;
+    produce_p0(&env, b"G-1", &g1).await;
+    let (status, _) = get_json(
+        &env.http,
+        url,
+        "/api/order-details?orderId=G-1&waitMs=15000",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let boom = encoded(&env, "BOOM").await;
+    produce_p0(&env, b"BOOM", &boom).await;
+
+    let message = wait_unready(&env, url).await;
+    assert!(
+        message.contains("the consumer task panicked") && message.contains("FAULT_PANIC_ON_KEY"),
+        "{message}"
+    );
+    assert_eq!(metric(&env.http, url, "consumer_up").await, 0.0);
+    let ended = service.consumer().ended().unwrap_or_default();
+    assert!(ended.contains("panicked"), "{ended}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_binary_exits_non_zero_when_its_consumer_panics() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = testkit::free_port().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let log_path = dir.path().join("service.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_order-service"))
+        .env("KAFKA_BOOTSTRAP_SERVERS", env.broker.bootstrap_servers())
+        .env("SCHEMA_REGISTRY_URL", env.registry.url())
+        .env("API_HOST", "127.0.0.1")
+        .env("API_PORT", port.to_string())
+        .env("DATA_DIR", dir.path().join("view"))
+        .env("FAULT_PANIC_ON_KEY", "BOOM")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    wait_ready(&env.http, &url).await;
+
+    let boom = encoded(&env, "BOOM").await;
+    produce_p0(&env, b"BOOM", &boom).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the process kept running after its consumer panicked:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let output = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!status.success(), "exit status {status}\n{output}");
+    assert!(
+        output.contains("the consumer task panicked"),
+        "the log says why:\n{output}"
+    );
+}
