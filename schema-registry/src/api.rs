@@ -3,6 +3,11 @@
 //! Handlers read the [`Model`] for queries. Changes go through [`write`]: take this instance's
 //! write lock, catch up with the log, decide against the current state, append, and answer only
 //! once the broker acknowledged the records and the reader applied them.
+//!
+//! Hostile input is bounded before it costs anything: a schema larger than
+//! [`Limits::max_schema_bytes`] or nested deeper than [`MAX_NESTING_DEPTH`] is refused with 422
+//! (error code 42201) before or right after parsing, and parsing and compatibility checks run
+//! on data cloned out of the model, never while holding the lock the log reader needs.
 
 use actix_web::http::header;
 use actix_web::web::{self, Bytes, Data, Path, Query};
@@ -10,16 +15,32 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
+
+use apache_avro::Schema;
 
 use crate::compat::{self, CompatibilityLevel};
 use crate::error::{ApiError, CONTENT_TYPE_V1};
-use crate::model::{Mode, Model, ParsedSchema, VersionEntry, VersionSpec};
+use crate::model::{
+    nesting_depth, parse_schema, Mode, Model, ParsedSchema, VersionEntry, VersionSpec, MAX_ID,
+};
 use crate::records::{
     ConfigValue, DeleteSubjectValue, ModeValue, RecordKey, SchemaReference, SchemaValue,
 };
 use crate::store::Store;
 
 type Reply = Result<HttpResponse, ApiError>;
+
+/// The deepest nesting of records, arrays, maps and unions a schema may have.
+pub const MAX_NESTING_DEPTH: usize = 64;
+
+/// Bounds on what one request may ask of the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest schema text accepted, in bytes. Well below the broker's default 1 MB
+    /// message limit, so a schema accepted here is never refused by the broker.
+    pub max_schema_bytes: usize,
+}
 
 /// Registers every route of the API on `config`.
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -78,7 +99,8 @@ fn ok(body: Value) -> Reply {
     Ok(HttpResponse::Ok().content_type(CONTENT_TYPE_V1).json(body))
 }
 
-/// Media types a request body may have.
+/// Media types a request body may have (Confluent's list). None of them is one a web page may
+/// send cross-site without a CORS preflight.
 const ACCEPTED_BODY_TYPES: [&str; 4] = [
     "application/vnd.schemaregistry.v1+json",
     "application/vnd.schemaregistry+json",
@@ -87,18 +109,22 @@ const ACCEPTED_BODY_TYPES: [&str; 4] = [
 ];
 
 /// Parses a JSON request body, answering like Confluent when it is not acceptable.
+///
+/// A body without a `Content-Type` is refused (415) rather than read as JSON: a web page can
+/// send such a body to a registry on localhost without a CORS preflight.
 fn body<T: DeserializeOwned>(request: &HttpRequest, bytes: &Bytes) -> Result<T, ApiError> {
-    if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
-        let content_type = content_type.to_str().unwrap_or_default();
-        let essence = content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        if !ACCEPTED_BODY_TYPES.contains(&essence.as_str()) {
-            return Err(ApiError::unsupported_media_type(content_type));
-        }
+    let Some(content_type) = request.headers().get(header::CONTENT_TYPE) else {
+        return Err(ApiError::unsupported_media_type("no Content-Type"));
+    };
+    let content_type = content_type.to_str().unwrap_or_default();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if !ACCEPTED_BODY_TYPES.contains(&essence.as_str()) {
+        return Err(ApiError::unsupported_media_type(content_type));
     }
     if bytes.is_empty() {
         return Err(ApiError::malformed_json("the request body is empty"));
@@ -191,11 +217,20 @@ async fn write(
     store: &Store,
     decide: impl Fn(&Model) -> Result<Change, ApiError>,
 ) -> Result<Value, ApiError> {
+    write_with(store, |store| decide(&store.model())).await
+}
+
+/// [`write`] for a decision that takes the model's read lock itself, in short turns, so that
+/// its slow parts (parsing, compatibility) run without holding it.
+async fn write_with(
+    store: &Store,
+    decide: impl Fn(&Store) -> Result<Change, ApiError>,
+) -> Result<Value, ApiError> {
     const ATTEMPTS: usize = 5;
     let _guard = store.write_lock().await;
     for _ in 0..ATTEMPTS {
         store.sync().await?;
-        let change = decide(&store.model())?;
+        let change = decide(store)?;
         if change.records.is_empty() {
             return Ok(change.answer);
         }
@@ -390,7 +425,13 @@ struct SchemaRequest {
 }
 
 impl SchemaRequest {
-    fn parse(&self, model: &Model) -> Result<ParsedSchema, ApiError> {
+    fn references(&self) -> &[SchemaReference] {
+        self.references.as_deref().unwrap_or(&[])
+    }
+
+    /// Parses the schema: the texts of its references are cloned under the model's lock, the
+    /// parse itself runs without it. Too large or too deep a schema is refused (42201).
+    fn parse(&self, store: &Store, limits: &Limits) -> Result<ParsedSchema, ApiError> {
         if let Some(kind) = self.schema_type.as_deref() {
             if !kind.eq_ignore_ascii_case("AVRO") {
                 return Err(ApiError::invalid_schema(format!(
@@ -398,27 +439,61 @@ impl SchemaRequest {
                 )));
             }
         }
-        model
-            .parse(&self.schema, self.references.as_deref().unwrap_or(&[]))
-            .map_err(ApiError::invalid_schema)
+        if self.schema.len() > limits.max_schema_bytes {
+            return Err(ApiError::schema_too_large(
+                self.schema.len(),
+                limits.max_schema_bytes,
+            ));
+        }
+        let dependencies = store
+            .model()
+            .reference_texts(self.references())
+            .map_err(ApiError::invalid_schema)?;
+        let schema = parse_schema(&self.schema, self.references(), &dependencies)
+            .map_err(ApiError::invalid_schema)?;
+        let depth = nesting_depth(&schema.parsed);
+        if depth > MAX_NESTING_DEPTH {
+            return Err(ApiError::invalid_schema(format!(
+                "Invalid schema: types nested {depth} levels deep; the limit is {MAX_NESTING_DEPTH}"
+            )));
+        }
+        Ok(schema)
     }
 }
 
-/// The existing, visible versions of `subject` as (version, schema), oldest first.
-fn existing_schemas<'m>(
-    model: &'m Model,
-    subject: &str,
-) -> Result<Vec<(u32, &'m apache_avro::Schema)>, ApiError> {
+/// The existing, visible versions of `subject` as (version, schema), oldest first; shared
+/// handles, so that the check can run after the model's lock is released.
+fn existing_schemas(model: &Model, subject: &str) -> Result<Vec<(u32, Arc<Schema>)>, ApiError> {
     model
         .versions(subject, false)
         .unwrap_or_default()
         .into_iter()
-        .map(|(version, entry)| Ok((version, stored(model, entry.id)?.parsed.as_ref())))
+        .map(|(version, entry)| Ok((version, stored(model, entry.id)?.parsed.clone())))
         .collect()
+}
+
+/// Checks `candidate` against `existing` at `level` (no lock held).
+fn check_against(
+    level: CompatibilityLevel,
+    candidate: &Schema,
+    existing: &[(u32, Arc<Schema>)],
+) -> Vec<String> {
+    let existing: Vec<(u32, &Schema)> = existing.iter().map(|(v, s)| (*v, s.as_ref())).collect();
+    compat::check(level, candidate, &existing)
+}
+
+fn refuse_if_read_only(model: &Model, subject: &str) -> Result<(), ApiError> {
+    match model.mode_for(subject) {
+        Mode::ReadOnly | Mode::ReadOnlyOverride => Err(ApiError::not_permitted(format!(
+            "Subject {subject} is in read-only mode"
+        ))),
+        Mode::ReadWrite | Mode::Import => Ok(()),
+    }
 }
 
 async fn register(
     store: Data<Store>,
+    limits: Data<Limits>,
     subject: Path<String>,
     request: HttpRequest,
     bytes: Bytes,
@@ -426,37 +501,45 @@ async fn register(
     let subject = subject.into_inner();
     check_subject(&subject)?;
     let input: SchemaRequest = body(&request, &bytes)?;
-    let answer = write(&store, |model| {
-        let mode = model.mode_for(&subject);
-        if matches!(mode, Mode::ReadOnly | Mode::ReadOnlyOverride) {
-            return Err(ApiError::not_permitted(format!(
-                "Subject {subject} is in read-only mode"
-            )));
-        }
-        let import = mode == Mode::Import;
-        let schema = input.parse(model)?;
-        if let Some((_, entry)) = model.find_in_subject(&subject, &schema, false) {
-            if let Some(id) = input.id.filter(|id| *id > 0) {
-                if id != i64::from(entry.id) {
-                    return Err(ApiError::id_does_not_match(entry.id));
+    let answer = write_with(&store, |store| {
+        let import = {
+            let model = store.model();
+            refuse_if_read_only(&model, &subject)?;
+            model.mode_for(&subject) == Mode::Import
+        };
+        let schema = input.parse(store, &limits)?;
+        let (level, existing) = {
+            let model = store.model();
+            if let Some((_, entry)) = model.find_in_subject(&subject, &schema, false) {
+                if let Some(id) = input.id.filter(|id| *id > 0) {
+                    if id != i64::from(entry.id) {
+                        return Err(ApiError::id_does_not_match(entry.id));
+                    }
                 }
+                return Ok(Change {
+                    records: vec![],
+                    answer: json!({ "id": entry.id }),
+                    won: None,
+                });
             }
-            return Ok(Change {
-                records: vec![],
-                answer: json!({ "id": entry.id }),
-                won: None,
-            });
-        }
+            (
+                model.level_for(&subject),
+                existing_schemas(&model, &subject)?,
+            )
+        };
         if !import {
-            let existing = existing_schemas(model, &subject)?;
-            let messages = compat::check(model.level_for(&subject), &schema.parsed, &existing);
+            let messages = check_against(level, &schema.parsed, &existing);
             if !messages.is_empty() {
                 return Err(ApiError::incompatible(&subject, &messages));
             }
         }
+        let model = store.model();
         let id = match (import, input.id.filter(|id| *id > 0)) {
             (true, Some(id)) => {
-                let id = u32::try_from(id).map_err(|_| ApiError::unprocessable("id too large"))?;
+                let id = u32::try_from(id)
+                    .ok()
+                    .filter(|id| *id <= MAX_ID)
+                    .ok_or_else(|| ApiError::id_out_of_range(id))?;
                 if model
                     .schema(id)
                     .is_some_and(|s| s.canonical != schema.canonical)
@@ -465,13 +548,19 @@ async fn register(
                 }
                 id
             }
-            _ => model.id_of(&schema).unwrap_or_else(|| model.next_id()),
+            _ => match model.id_of(&schema) {
+                Some(id) => id,
+                None => model.next_id().ok_or_else(ApiError::ids_exhausted)?,
+            },
         };
         let version = match (import, input.version.filter(|v| *v > 0)) {
-            (true, Some(v)) => {
-                u32::try_from(v).map_err(|_| ApiError::invalid_version(&v.to_string()))?
-            }
-            _ => model.next_version(&subject),
+            (true, Some(v)) => u32::try_from(v)
+                .ok()
+                .filter(|v| *v <= MAX_ID)
+                .ok_or_else(|| ApiError::invalid_version(&v.to_string()))?,
+            _ => model
+                .next_version(&subject)
+                .ok_or_else(|| ApiError::versions_exhausted(&subject))?,
         };
         let value = SchemaValue {
             subject: subject.clone(),
@@ -499,17 +588,18 @@ async fn register(
 
 async fn lookup(
     store: Data<Store>,
+    limits: Data<Limits>,
     subject: Path<String>,
     query: Query<DeletedQuery>,
     request: HttpRequest,
     bytes: Bytes,
 ) -> Reply {
     let input: SchemaRequest = body(&request, &bytes)?;
-    let model = store.model();
-    if model.versions(&subject, query.deleted).is_none() {
+    if store.model().versions(&subject, query.deleted).is_none() {
         return Err(ApiError::subject_not_found(&subject));
     }
-    let schema = input.parse(&model)?;
+    let schema = input.parse(&store, &limits)?;
+    let model = store.model();
     let (version, entry) = model
         .find_in_subject(&subject, &schema, query.deleted)
         .ok_or(ApiError::schema_not_found(None))?;
@@ -564,6 +654,7 @@ async fn delete_subject(
     let subject = subject.into_inner();
     let permanent = query.permanent;
     let answer = write(&store, |model| {
+        refuse_if_read_only(model, &subject)?;
         let all = model
             .versions(&subject, true)
             .ok_or_else(|| ApiError::subject_not_found(&subject))?;
@@ -622,6 +713,7 @@ async fn delete_version(
     let spec = parse_version(&version_text)?;
     let permanent = query.permanent;
     let answer = write(&store, |model| {
+        refuse_if_read_only(model, &subject)?;
         if model.versions(&subject, true).is_none() {
             return Err(ApiError::subject_not_found(&subject));
         }
@@ -671,6 +763,7 @@ fn compatibility_answer(messages: Vec<String>, verbose: bool) -> Reply {
 
 async fn compatibility_with_version(
     store: Data<Store>,
+    limits: Data<Limits>,
     path: Path<(String, String)>,
     query: Query<VerboseQuery>,
     request: HttpRequest,
@@ -679,35 +772,43 @@ async fn compatibility_with_version(
     let (subject, version_text) = path.into_inner();
     let spec = parse_version(&version_text)?;
     let input: SchemaRequest = body(&request, &bytes)?;
-    let model = store.model();
-    let schema = input.parse(&model)?;
-    let existing = match (spec, model.versions(&subject, false)) {
-        (VersionSpec::Latest, None) => vec![],
-        (VersionSpec::Number(_), None) => return Err(ApiError::subject_not_found(&subject)),
-        (spec, Some(_)) => {
-            let (version, entry) = model
-                .version(&subject, spec, false)
-                .ok_or_else(|| ApiError::version_not_found(&version_text))?;
-            vec![(version, stored(&model, entry.id)?.parsed.as_ref())]
-        }
+    let schema = input.parse(&store, &limits)?;
+    let (level, existing) = {
+        let model = store.model();
+        let existing = match (spec, model.versions(&subject, false)) {
+            (VersionSpec::Latest, None) => vec![],
+            (VersionSpec::Number(_), None) => return Err(ApiError::subject_not_found(&subject)),
+            (spec, Some(_)) => {
+                let (version, entry) = model
+                    .version(&subject, spec, false)
+                    .ok_or_else(|| ApiError::version_not_found(&version_text))?;
+                vec![(version, stored(&model, entry.id)?.parsed.clone())]
+            }
+        };
+        (model.level_for(&subject), existing)
     };
-    let messages = compat::check(model.level_for(&subject), &schema.parsed, &existing);
+    let messages = check_against(level, &schema.parsed, &existing);
     compatibility_answer(messages, query.verbose)
 }
 
 async fn compatibility_with_all(
     store: Data<Store>,
+    limits: Data<Limits>,
     subject: Path<String>,
     query: Query<VerboseQuery>,
     request: HttpRequest,
     bytes: Bytes,
 ) -> Reply {
     let input: SchemaRequest = body(&request, &bytes)?;
-    let model = store.model();
-    let schema = input.parse(&model)?;
-    let existing = existing_schemas(&model, &subject)?;
-    let level = model.level_for(&subject);
-    let messages = compat::check(level, &schema.parsed, &existing);
+    let schema = input.parse(&store, &limits)?;
+    let (level, existing) = {
+        let model = store.model();
+        (
+            model.level_for(&subject),
+            existing_schemas(&model, &subject)?,
+        )
+    };
+    let messages = check_against(level, &schema.parsed, &existing);
     compatibility_answer(messages, query.verbose)
 }
 

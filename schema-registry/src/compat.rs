@@ -276,6 +276,12 @@ impl fmt::Display for Incompatibility {
 /// (the verdict stays exact), so that one request cannot make the answer arbitrarily large.
 pub const MAX_REPORTED_PROBLEMS: usize = 100;
 
+/// How deep the check follows nested pairs of types before it gives up on a branch and calls
+/// it incompatible. Two recursive types whose cycles have different lengths pair up their
+/// members for up to the product of the lengths before a pair repeats; the limit keeps the
+/// stack bounded (the registry also refuses schemas nested more than 64 levels).
+pub const MAX_CHECK_DEPTH: usize = 256;
+
 /// The outcome of one reader/writer check: the verdict, and the problems behind it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolution {
@@ -308,6 +314,7 @@ pub fn resolve_pair(reader: &Schema, writer: &Schema, limit: usize) -> Resolutio
         reader_names: &reader_names,
         writer_names: &writer_names,
         memo: HashMap::new(),
+        depth: 0,
     };
     let reader = Node {
         schema: reader,
@@ -683,6 +690,8 @@ struct Checker<'a> {
     reader_names: &'a NameTable<'a>,
     writer_names: &'a NameTable<'a>,
     memo: HashMap<(usize, usize), Memo>,
+    /// How many pairs are being checked inside each other right now.
+    depth: usize,
 }
 
 fn pair_key(reader: &Resolved<'_>, writer: &Resolved<'_>) -> (usize, usize) {
@@ -703,8 +712,13 @@ impl<'a> Checker<'a> {
             Some(Memo::Done(compatible)) => return *compatible,
             None => {}
         }
+        if self.depth >= MAX_CHECK_DEPTH {
+            return false;
+        }
         self.memo.insert(key, Memo::InProgress);
+        self.depth += 1;
         let compatible = self.examine(reader, writer, None);
+        self.depth -= 1;
         self.memo.insert(key, Memo::Done(compatible));
         compatible
     }
@@ -716,7 +730,17 @@ impl<'a> Checker<'a> {
         if report.truncated || !report.seen.insert(pair_key(&reader, &writer)) {
             return;
         }
+        if self.depth >= MAX_CHECK_DEPTH {
+            report.add(
+                IncompatibilityKind::TypeMismatch,
+                &[],
+                format!("types nested more than {MAX_CHECK_DEPTH} deep are not checked"),
+            );
+            return;
+        }
+        self.depth += 1;
         self.examine(reader, writer, Some(report));
+        self.depth -= 1;
     }
 
     /// A child pair at `steps` below the current one: its verdict and, when reporting and

@@ -149,6 +149,36 @@ impl ApiError {
         )
     }
 
+    /// A schema larger than the registry accepts (42201, Confluent's "Invalid schema").
+    pub fn schema_too_large(size: usize, limit: usize) -> Self {
+        Self::invalid_schema(format!(
+            "Invalid schema: the schema is {size} bytes, larger than the limit of {limit} bytes (SCHEMA_REGISTRY_MAX_SCHEMA_BYTES)"
+        ))
+    }
+
+    /// An imported schema ID outside Confluent's range (a signed 32-bit int, from 1).
+    pub fn id_out_of_range(id: i64) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            422,
+            format!("Schema id {id} is out of range: ids are between 1 and 2147483647 (2^31-1)"),
+        )
+    }
+
+    /// Every schema ID is used: the next one would not fit Confluent's signed 32-bit IDs.
+    pub fn ids_exhausted() -> Self {
+        Self::not_permitted(
+            "No schema id is left: id 2147483647 (2^31-1), the largest Confluent allows, is in use",
+        )
+    }
+
+    /// Every version of a subject is used.
+    pub fn versions_exhausted(subject: &str) -> Self {
+        Self::not_permitted(format!(
+            "No version is left under subject {subject}: version 2147483647 (2^31-1) is in use"
+        ))
+    }
+
     pub fn not_permitted(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, 42205, message)
     }
@@ -195,6 +225,16 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, 404, "HTTP 404 Not Found")
     }
 
+    /// Any other HTTP-level error (405, 413, ...) in Confluent's shape: the status as the code.
+    pub fn http(status: StatusCode, detail: Option<&str>) -> Self {
+        let reason = status.canonical_reason().unwrap_or("Error");
+        let message = match detail {
+            Some(detail) => format!("HTTP {} {reason}: {detail}", status.as_u16()),
+            None => format!("HTTP {} {reason}", status.as_u16()),
+        };
+        Self::new(status, u32::from(status.as_u16()), message)
+    }
+
     pub fn unsupported_media_type(content_type: &str) -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -221,6 +261,7 @@ impl From<StoreError> for ApiError {
             StoreError::Timeout(_) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, 50002, error.to_string())
             }
+            StoreError::TooLarge(_) => Self::invalid_schema(error.to_string()),
         }
     }
 }

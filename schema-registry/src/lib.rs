@@ -7,13 +7,20 @@
 //! Map: [`api`] (HTTP), [`model`] (state and the rules that make replay deterministic),
 //! [`store`] (the Kafka topic), [`records`] (its record layout), [`compat`] (Avro schema
 //! resolution rules), [`error`] (Confluent's error answers).
+//!
+//! Every answer, including actix's own (413 for a body over the limit, 405, 404), is
+//! Confluent's JSON error body. If the `_schemas` reader stops, `/ready` answers 503 and
+//! [`Application::run_until_stopped`] returns an error, so the process exits non-zero and a
+//! supervisor restarts it instead of serving a state that no longer follows the log.
 
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::web::{self, Data};
-use actix_web::{App, HttpResponse, HttpServer};
+use actix_web::{App, HttpResponse, HttpServer, ResponseError};
 use anyhow::Context;
 
 pub mod api;
@@ -23,6 +30,8 @@ pub mod model;
 pub mod records;
 pub mod store;
 
+use api::Limits;
+use error::ApiError;
 use store::{Store, StoreSettings};
 
 /// The registry's settings, from flags or the environment.
@@ -51,6 +60,14 @@ pub struct Settings {
     /// `fetch.wait.max.ms` of the topic reader (small for Tansu, which waits out the full time).
     #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = 10)]
     pub kafka_fetch_wait_max_ms: u32,
+    /// The largest schema accepted, in bytes; larger ones are refused with 422 (42201). Keep it
+    /// under half the broker's `message.max.bytes` (1 MB by default): the record escapes the
+    /// schema text, which can double it.
+    #[arg(long, env = "SCHEMA_REGISTRY_MAX_SCHEMA_BYTES", default_value_t = 256 * 1024)]
+    pub max_schema_bytes: usize,
+    /// The largest request body accepted, in bytes; larger ones are refused with 413.
+    #[arg(long, env = "SCHEMA_REGISTRY_MAX_REQUEST_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub max_request_bytes: usize,
     /// Extra librdkafka properties, `key=value`, repeatable (also `KAFKA_PROPERTY_<NAME>`).
     #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
     pub kafka_properties: Vec<String>,
@@ -66,6 +83,8 @@ impl Settings {
             schema_registry_topic: "_schemas".to_string(),
             schema_registry_timeout_ms: 10_000,
             kafka_fetch_wait_max_ms: 10,
+            max_schema_bytes: 256 * 1024,
+            max_request_bytes: 2 * 1024 * 1024,
             kafka_properties: vec![],
         }
     }
@@ -75,6 +94,7 @@ impl Settings {
 pub struct Application {
     port: u16,
     server: Server,
+    store: Data<Store>,
 }
 
 impl Application {
@@ -90,20 +110,33 @@ impl Application {
         .await
         .context("opening the schema store")?;
         let listener = service_kit::bind(&settings.api_host, settings.api_port)?;
-        Self::serve(listener, store)
+        Self::serve(listener, store, &settings)
     }
 
-    fn serve(listener: TcpListener, store: Store) -> anyhow::Result<Application> {
+    fn serve(
+        listener: TcpListener,
+        store: Store,
+        settings: &Settings,
+    ) -> anyhow::Result<Application> {
         let port = listener
             .local_addr()
             .context("reading the bound port")?
             .port();
         let store = Data::new(store);
+        let limits = Data::new(Limits {
+            max_schema_bytes: settings.max_schema_bytes,
+        });
+        let max_request_bytes = settings.max_request_bytes;
+        let app_store = store.clone();
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(store.clone())
-                .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                .app_data(app_store.clone())
+                .app_data(limits.clone())
+                .app_data(web::PayloadConfig::new(max_request_bytes))
                 .app_data(web::QueryConfig::default().error_handler(api::query_error))
+                .wrap(ErrorHandlers::new().default_handler(move |response| {
+                    confluent_error_body(response, max_request_bytes)
+                }))
                 .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("http"))
                 .route("/ui", web::get().to(ui))
                 .route("/ui/", web::get().to(ui))
@@ -116,7 +149,11 @@ impl Application {
         .context("starting the HTTP server")?
         .shutdown_timeout(10)
         .run();
-        Ok(Application { port, server })
+        Ok(Application {
+            port,
+            server,
+            store,
+        })
     }
 
     /// The port actually bound.
@@ -124,10 +161,53 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGINT/SIGTERM (in-flight requests finish first).
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+    /// Serves until SIGINT/SIGTERM (in-flight requests finish first). Returns an error if the
+    /// `_schemas` reader stops (a panic, or its stream ended): the registry cannot follow the
+    /// log any more, so the process should exit and be restarted.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let store = self.store;
+        tokio::select! {
+            served = self.server => served.context("serving HTTP"),
+            reason = store.reader_stopped() => {
+                tracing::error!(%reason, "the _schemas reader stopped; stopping the registry");
+                handle.stop(true).await;
+                Err(anyhow::anyhow!("the registry cannot follow _schemas: {reason}"))
+            }
+        }
     }
+}
+
+/// Rewrites an error answer that is not already JSON (actix's own 413, 405, ...) into
+/// Confluent's `{"error_code", "message"}` body.
+fn confluent_error_body<B>(
+    response: ServiceResponse<B>,
+    max_request_bytes: usize,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = response
+        .response()
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.contains("json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(
+            response.map_into_left_body(),
+        ));
+    }
+    let status = response.status();
+    let detail = if status == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+        Some(format!(
+            "the request body is larger than the limit of {max_request_bytes} bytes (SCHEMA_REGISTRY_MAX_REQUEST_BYTES)"
+        ))
+    } else {
+        response.response().error().map(|e| e.to_string())
+    };
+    let (request, _) = response.into_parts();
+    let body = ApiError::http(status, detail.as_deref()).error_response();
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(request, body).map_into_right_body(),
+    ))
 }
 
 async fn ui() -> HttpResponse {
@@ -141,6 +221,11 @@ async fn health() -> HttpResponse {
 }
 
 async fn ready(store: Data<Store>) -> HttpResponse {
+    if let Some(reason) = store.reader_failure() {
+        return HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "status": "unavailable", "message": format!("The registry stopped following _schemas: {reason}")
+        }));
+    }
     match store.ping().await {
         Ok(()) => HttpResponse::Ok().json(service_kit::status_body("ready")),
         Err(e) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
@@ -151,7 +236,7 @@ async fn ready(store: Data<Store>) -> HttpResponse {
 
 /// A registry serving from a task of this process (for embedding it, and for tests); it stops
 /// when dropped.
-pub type Running = service_kit::Spawned<std::io::Result<()>>;
+pub type Running = service_kit::Spawned<anyhow::Result<()>>;
 
 /// Builds the registry and serves it on a tokio task of the current runtime.
 pub async fn spawn(settings: Settings) -> anyhow::Result<Running> {

@@ -17,6 +17,10 @@ use crate::records::{
     ConfigValue, DeleteSubjectValue, ModeValue, Record, RecordKey, SchemaReference, SchemaValue,
 };
 
+/// The largest schema ID and subject version: Confluent's IDs and versions are Java `int`s
+/// (signed 32-bit), so clients cannot hold anything larger.
+pub const MAX_ID: u32 = i32::MAX as u32;
+
 /// Confluent's registry modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -65,6 +69,64 @@ pub enum SchemaError {
     MissingReference { subject: String, version: u32 },
 }
 
+/// Parses `text` into a [`ParsedSchema`], given the texts of the schemas its references need
+/// ([`Model::reference_texts`]). Needs no state, so it runs without the model's lock.
+pub fn parse_schema(
+    text: &str,
+    references: &[SchemaReference],
+    dependencies: &[String],
+) -> Result<ParsedSchema, SchemaError> {
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| SchemaError::Invalid(e.to_string()))?;
+    let compact = json.to_string();
+    let parsed = if dependencies.is_empty() {
+        Schema::parse(&json).map_err(|e| SchemaError::Invalid(e.to_string()))?
+    } else {
+        Schema::parse_str_with_list(&compact, dependencies)
+            .map_err(|e| SchemaError::Invalid(e.to_string()))?
+            .0
+    };
+    let mut canonical =
+        serde_json::to_string(&parsed).map_err(|e| SchemaError::Invalid(e.to_string()))?;
+    for reference in references {
+        canonical.push_str(&format!(
+            "|{}={}:{}",
+            reference.name, reference.subject, reference.version
+        ));
+    }
+    Ok(ParsedSchema {
+        text: compact,
+        references: references.to_vec(),
+        parsed: Arc::new(parsed),
+        canonical,
+    })
+}
+
+/// How deeply the types of `schema` nest (a record, array, map or union is one level).
+pub fn nesting_depth(schema: &Schema) -> usize {
+    match schema {
+        Schema::Array(array) => 1 + nesting_depth(&array.items),
+        Schema::Map(map) => 1 + nesting_depth(&map.types),
+        Schema::Union(union) => {
+            1 + union
+                .variants()
+                .iter()
+                .map(nesting_depth)
+                .max()
+                .unwrap_or(0)
+        }
+        Schema::Record(record) => {
+            1 + record
+                .fields
+                .iter()
+                .map(|field| nesting_depth(&field.schema))
+                .max()
+                .unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
 /// One version of a subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VersionEntry {
@@ -107,35 +169,15 @@ impl Model {
         text: &str,
         references: &[SchemaReference],
     ) -> Result<ParsedSchema, SchemaError> {
-        let json: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| SchemaError::Invalid(e.to_string()))?;
-        let compact = json.to_string();
-        let dependencies = self.reference_texts(references)?;
-        let parsed = if dependencies.is_empty() {
-            Schema::parse(&json).map_err(|e| SchemaError::Invalid(e.to_string()))?
-        } else {
-            Schema::parse_str_with_list(&compact, &dependencies)
-                .map_err(|e| SchemaError::Invalid(e.to_string()))?
-                .0
-        };
-        let mut canonical =
-            serde_json::to_string(&parsed).map_err(|e| SchemaError::Invalid(e.to_string()))?;
-        for reference in references {
-            canonical.push_str(&format!(
-                "|{}={}:{}",
-                reference.name, reference.subject, reference.version
-            ));
-        }
-        Ok(ParsedSchema {
-            text: compact,
-            references: references.to_vec(),
-            parsed: Arc::new(parsed),
-            canonical,
-        })
+        parse_schema(text, references, &self.reference_texts(references)?)
     }
 
-    /// The texts of every schema `references` needs, dependencies first.
-    fn reference_texts(&self, references: &[SchemaReference]) -> Result<Vec<String>, SchemaError> {
+    /// The texts of every schema `references` needs, dependencies first (what
+    /// [`parse_schema`] needs from the state; cloned, so the parse can run without a lock).
+    pub fn reference_texts(
+        &self,
+        references: &[SchemaReference],
+    ) -> Result<Vec<String>, SchemaError> {
         let mut texts = Vec::new();
         let mut stack: Vec<&SchemaReference> = references.iter().rev().collect();
         let mut seen = std::collections::HashSet::new();
@@ -235,8 +277,14 @@ impl Model {
                 return Outcome::Rejected(format!("schema type {kind} is not supported"));
             }
         }
-        if value.subject != subject || value.version != version || version == 0 || value.id == 0 {
+        if value.subject != subject || value.version != version {
             return Outcome::Rejected("key and value disagree".to_string());
+        }
+        if !(1..=MAX_ID).contains(&version) || !(1..=MAX_ID).contains(&value.id) {
+            return Outcome::Rejected(format!(
+                "id {} or version {version} is outside 1..={MAX_ID}",
+                value.id
+            ));
         }
         let parsed = match self.parse(&value.schema, &value.references) {
             Ok(parsed) => parsed,
@@ -297,17 +345,19 @@ impl Model {
         self.by_canonical.get(&schema.canonical).copied()
     }
 
-    /// The ID the next new schema gets; IDs are never reused.
-    pub fn next_id(&self) -> u32 {
-        self.max_id + 1
+    /// The ID the next new schema gets; IDs are never reused. `None` once [`MAX_ID`] is used.
+    pub fn next_id(&self) -> Option<u32> {
+        self.max_id.checked_add(1).filter(|id| *id <= MAX_ID)
     }
 
     /// The version the next registration under `subject` gets (soft-deleted versions count).
-    pub fn next_version(&self, subject: &str) -> u32 {
+    /// `None` once version [`MAX_ID`] is used.
+    pub fn next_version(&self, subject: &str) -> Option<u32> {
         self.subjects
             .get(subject)
             .and_then(|versions| versions.keys().next_back())
-            .map_or(1, |v| v + 1)
+            .map_or(Some(1), |v| v.checked_add(1))
+            .filter(|version| *version <= MAX_ID)
     }
 
     /// Subject names, sorted; soft-deleted subjects only when asked.
@@ -474,7 +524,7 @@ mod tests {
             Outcome::Rejected(_)
         ));
         assert_eq!(model.subjects(true), vec!["a".to_string()]);
-        assert_eq!(model.next_id(), 2);
+        assert_eq!(model.next_id(), Some(2));
     }
 
     #[test]
@@ -502,7 +552,45 @@ mod tests {
             value: None,
         });
         assert!(model.subjects(true).is_empty());
-        assert_eq!(model.next_id(), 6);
+        assert_eq!(model.next_id(), Some(6));
+    }
+
+    #[test]
+    fn ids_and_versions_beyond_a_signed_32_bit_int_are_rejected_on_replay() {
+        let mut model = Model::default();
+        let too_big = MAX_ID + 1;
+        assert!(matches!(
+            model.apply(schema_record("a", 1, too_big, A)),
+            Outcome::Rejected(_)
+        ));
+        assert!(matches!(
+            model.apply(schema_record("a", too_big, 1, A)),
+            Outcome::Rejected(_)
+        ));
+        assert!(model.subjects(true).is_empty());
+        assert_eq!(model.next_id(), Some(1));
+    }
+
+    #[test]
+    fn the_last_id_and_version_leave_no_next_one() {
+        let mut model = Model::default();
+        assert_eq!(
+            model.apply(schema_record("a", MAX_ID, MAX_ID, A)),
+            Outcome::Applied
+        );
+        assert_eq!(model.next_id(), None);
+        assert_eq!(model.next_version("a"), None);
+        assert_eq!(model.next_version("b"), Some(1));
+    }
+
+    #[test]
+    fn nesting_depth_counts_records_arrays_maps_and_unions() -> anyhow::Result<()> {
+        let model = Model::default();
+        assert_eq!(nesting_depth(&model.parse(r#""int""#, &[])?.parsed), 0);
+        assert_eq!(nesting_depth(&model.parse(A, &[])?.parsed), 1);
+        let nested = r#"{"type":"record","name":"R","fields":[{"name":"x","type":{"type":"array","items":["null",{"type":"map","values":"int"}]}}]}"#;
+        assert_eq!(nesting_depth(&model.parse(nested, &[])?.parsed), 4);
+        Ok(())
     }
 
     #[test]

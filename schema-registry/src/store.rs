@@ -5,6 +5,10 @@
 //! idempotent), waits until the reader has applied them, and then looks at the model to see
 //! whether they won (see `model` for the rules). So a restart, a second instance and this
 //! instance all see one history: the log.
+//!
+//! The reader is watched ([`monitor`]): if it panics or ends, the store says so
+//! ([`Store::reader_failure`]) instead of serving a state that silently stops moving, and the
+//! application exits so that a supervisor restarts it.
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
@@ -42,6 +46,9 @@ pub enum StoreError {
     Kafka(String),
     #[error("Operation timed out: {0}")]
     Timeout(String),
+    /// The broker refused a record as larger than it accepts (its `message.max.bytes`).
+    #[error("Invalid schema: the broker refused the record as too large ({0}); register a smaller schema or raise the topic's max.message.bytes")]
+    TooLarge(String),
 }
 
 /// The model, the reader that keeps it current and the producer that appends to the log.
@@ -52,7 +59,8 @@ pub struct Store {
     applied: watch::Receiver<i64>,
     write_lock: Mutex<()>,
     settings: StoreSettings,
-    reader: tokio::task::JoinHandle<()>,
+    reader: tokio::task::AbortHandle,
+    reader_stopped: watch::Receiver<Option<String>>,
 }
 
 impl Store {
@@ -105,6 +113,8 @@ impl Store {
         let model = Arc::new(RwLock::new(Model::default()));
         let (applied_tx, applied) = watch::channel(0_i64);
         let reader = tokio::spawn(read_forever(reader, model.clone(), applied_tx));
+        let reader_abort = reader.abort_handle();
+        let reader_stopped = monitor(reader, "the _schemas reader");
         let store = Store {
             model,
             producer,
@@ -112,7 +122,8 @@ impl Store {
             applied,
             write_lock: Mutex::new(()),
             settings,
-            reader,
+            reader: reader_abort,
+            reader_stopped,
         };
         store
             .sync()
@@ -144,6 +155,21 @@ impl Store {
                 .map_err(|e| StoreError::Kafka(format!("watermark task failed: {e}")))?
                 .map_err(|e| StoreError::Kafka(format!("cannot read the end of the log: {e}")))?;
         self.wait_applied(high).await
+    }
+
+    /// Why the log reader stopped, if it did (then the model no longer follows the log).
+    pub fn reader_failure(&self) -> Option<String> {
+        self.reader_stopped.borrow().clone()
+    }
+
+    /// Waits until the log reader stops, and says why.
+    pub async fn reader_stopped(&self) -> String {
+        let mut stopped = self.reader_stopped.clone();
+        let reason = match stopped.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            Err(_) => None,
+        };
+        reason.unwrap_or_else(|| "its monitor stopped".to_string())
     }
 
     /// Is the broker reachable right now?
@@ -201,7 +227,14 @@ impl Store {
                 .producer
                 .send(record, self.settings.timeout)
                 .await
-                .map_err(|(e, _)| StoreError::Kafka(format!("the broker refused a write: {e}")))?;
+                .map_err(|(e, _)| match e.rdkafka_error_code() {
+                    Some(
+                        RDKafkaErrorCode::MessageSizeTooLarge
+                        | RDKafkaErrorCode::InvalidMessageSize
+                        | RDKafkaErrorCode::MessageBatchTooLarge,
+                    ) => StoreError::TooLarge(e.to_string()),
+                    _ => StoreError::Kafka(format!("the broker refused a write: {e}")),
+                })?;
             last = delivery.offset;
         }
         if last >= 0 {
@@ -215,6 +248,33 @@ impl Drop for Store {
     fn drop(&mut self) {
         self.reader.abort();
     }
+}
+
+/// Watches a task that should run forever: once it ends or panics, logs an error and
+/// publishes why through the returned receiver (`None` while it runs).
+pub fn monitor(
+    task: tokio::task::JoinHandle<()>,
+    what: &'static str,
+) -> watch::Receiver<Option<String>> {
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let reason = match task.await {
+            Ok(()) => format!("{what} ended"),
+            Err(e) if e.is_panic() => {
+                let payload = e.into_panic();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-text panic".to_string());
+                format!("{what} panicked: {message}")
+            }
+            Err(_) => format!("{what} was cancelled"),
+        };
+        tracing::error!(%reason, "a task that must run forever stopped");
+        tx.send_replace(Some(reason));
+    });
+    rx
 }
 
 async fn read_forever(
@@ -287,4 +347,42 @@ async fn ensure_topic(config: &ClientConfig, settings: &StoreSettings) -> anyhow
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_task_is_reported_with_its_message() {
+        let task = tokio::spawn(async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            panic!("record 42 broke the model");
+        });
+        let mut stopped = monitor(task, "the reader");
+        assert_eq!(*stopped.borrow(), None, "reported while still running");
+        let reason =
+            tokio::time::timeout(Duration::from_secs(5), stopped.wait_for(Option::is_some))
+                .await
+                .expect("the panic is reported within 5 s")
+                .expect("the monitor publishes before it exits")
+                .clone();
+        assert_eq!(
+            reason.as_deref(),
+            Some("the reader panicked: record 42 broke the model")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_that_returns_is_reported_as_ended() {
+        let task = tokio::spawn(async {});
+        let mut stopped = monitor(task, "the reader");
+        let reason =
+            tokio::time::timeout(Duration::from_secs(5), stopped.wait_for(Option::is_some))
+                .await
+                .expect("the end is reported within 5 s")
+                .expect("the monitor publishes before it exits")
+                .clone();
+        assert_eq!(reason.as_deref(), Some("the reader ended"));
+    }
 }
