@@ -42,55 +42,109 @@ pub struct Limits {
     pub max_schema_bytes: usize,
 }
 
-/// Registers every route of the API on `config`.
+/// Registers every route of the API on `config`. A known path asked with another method
+/// answers 405 in Confluent's shape.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/", web::get().to(root))
-        .route("/schemas/types", web::get().to(schema_types))
-        .route("/schemas/ids/{id}", web::get().to(schema_by_id))
-        .route("/schemas/ids/{id}/schema", web::get().to(raw_schema_by_id))
-        .route("/schemas/ids/{id}/subjects", web::get().to(subjects_by_id))
-        .route("/schemas/ids/{id}/versions", web::get().to(versions_by_id))
-        .route("/subjects", web::get().to(list_subjects))
-        .route("/subjects/{subject}", web::post().to(lookup))
-        .route("/subjects/{subject}", web::delete().to(delete_subject))
-        .route("/subjects/{subject}/versions", web::get().to(list_versions))
-        .route("/subjects/{subject}/versions", web::post().to(register))
-        .route(
-            "/subjects/{subject}/versions/{version}",
-            web::get().to(get_version),
-        )
-        .route(
-            "/subjects/{subject}/versions/{version}",
-            web::delete().to(delete_version),
-        )
-        .route(
-            "/subjects/{subject}/versions/{version}/schema",
-            web::get().to(get_raw_version),
-        )
-        .route(
-            "/subjects/{subject}/versions/{version}/referencedby",
-            web::get().to(referenced_by),
-        )
-        .route(
-            "/compatibility/subjects/{subject}/versions/{version}",
-            web::post().to(compatibility_with_version),
-        )
-        .route(
-            "/compatibility/subjects/{subject}/versions",
-            web::post().to(compatibility_with_all),
-        )
-        .route("/config", web::get().to(get_global_config))
-        .route("/config", web::put().to(put_global_config))
-        .route("/config", web::delete().to(delete_global_config))
-        .route("/config/{subject}", web::get().to(get_subject_config))
-        .route("/config/{subject}", web::put().to(put_subject_config))
-        .route("/config/{subject}", web::delete().to(delete_subject_config))
-        .route("/mode", web::get().to(get_global_mode))
-        .route("/mode", web::put().to(put_global_mode))
-        .route("/mode/{subject}", web::get().to(get_subject_mode))
-        .route("/mode/{subject}", web::put().to(put_subject_mode))
-        .route("/mode/{subject}", web::delete().to(delete_subject_mode));
+    config.service(
+        web::resource("/")
+            .route(web::get().to(root))
+            .default_service(web::to(method_not_allowed)),
+    );
+    config.service(
+        web::resource("/schemas/types")
+            .route(web::get().to(schema_types))
+            .default_service(web::to(method_not_allowed)),
+    );
+    config.service(
+        web::resource("/schemas/ids/{id}")
+            .route(web::get().to(schema_by_id))
+            .default_service(web::to(method_not_allowed)),
+    );
+    config.service(
+        web::resource("/schemas/ids/{id}/schema")
+            .route(web::get().to(raw_schema_by_id))
+            .default_service(web::to(method_not_allowed)),
+    );
+    config.service(
+        web::resource("/schemas/ids/{id}/subjects")
+            .route(web::get().to(subjects_by_id))
+            .default_service(web::to(method_not_allowed)),
+    );
+    config.service(
+        web::resource("/schemas/ids/{id}/versions")
+            .route(web::get().to(versions_by_id))
+            .default_service(web::to(method_not_allowed)),
+    );
+    config.service(
+        web::resource("/subjects")
+            .route(web::get().to(list_subjects))
+            .default_service(web::to(method_not_allowed)),
+    );
+    config.service(
+        web::resource("/subjects/{subject}")
+            .route(web::post().to(lookup))
+            .route(web::delete().to(delete_subject))
+            .default_service(web::to(method_not_allowed)),
+    );
+    config.service(
+        web::resource("/subjects/{subject}/versions")
+            .route(web::get().to(list_versions))
+            .route(web::post().to(register))
+            .default_service(web::to(method_not_allowed)),
+    );
+    config.service(
+        web::resource("/subjects/{subject}/versions/{version}")
+            .route(web::get().to(get_version))
+            .route(web::delete().to(delete_version))
+            .default_service(web::to(method_not_allowed)),
+    );
+    config.service(
+        web::resource("/subjects/{subject}/versions/{version}/schema")
+            .route(web::get().to(get_raw_version))
+            .default_service(web::to(method_not_allowed)),
+    );
+    config.service(
+        web::resource("/subjects/{subject}/versions/{version}/referencedby")
+            .route(web::get().to(referenced_by))
+            .default_service(web::to(method_not_allowed)),
+    );
+    config.service(
+        web::resource("/compatibility/subjects/{subject}/versions/{version}")
+            .route(web::post().to(compatibility_with_version))
+            .default_service(web::to(method_not_allowed)),
+    );
+    config.service(
+        web::resource("/compatibility/subjects/{subject}/versions")
+            .route(web::post().to(compatibility_with_all))
+            .default_service(web::to(method_not_allowed)),
+    );
+    config.service(
+        web::resource("/config")
+            .route(web::get().to(get_global_config))
+            .route(web::put().to(put_global_config))
+            .route(web::delete().to(delete_global_config))
+            .default_service(web::to(method_not_allowed)),
+    );
+    config.service(
+        web::resource("/config/{subject}")
+            .route(web::get().to(get_subject_config))
+            .route(web::put().to(put_subject_config))
+            .route(web::delete().to(delete_subject_config))
+            .default_service(web::to(method_not_allowed)),
+    );
+    config.service(
+        web::resource("/mode")
+            .route(web::get().to(get_global_mode))
+            .route(web::put().to(put_global_mode))
+            .default_service(web::to(method_not_allowed)),
+    );
+    config.service(
+        web::resource("/mode/{subject}")
+            .route(web::get().to(get_subject_mode))
+            .route(web::put().to(put_subject_mode))
+            .route(web::delete().to(delete_subject_mode))
+            .default_service(web::to(method_not_allowed)),
+    );
 }
 
 // ---- helpers ----
@@ -1036,6 +1090,14 @@ async fn delete_subject_mode(store: Data<Store>, subject: Path<String>) -> Reply
     })
     .await?;
     ok(answer)
+}
+
+/// A known path asked with a method it does not have, in Confluent's shape.
+pub async fn method_not_allowed() -> Reply {
+    Err(ApiError::http(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        None,
+    ))
 }
 
 /// Fallback for unknown paths, in Confluent's shape.
