@@ -269,7 +269,12 @@ pub fn monitor(
                     .unwrap_or_else(|| "a non-text panic".to_string());
                 format!("{what} panicked: {message}")
             }
-            Err(_) => format!("{what} was cancelled"),
+            Err(_) => {
+                // Aborted on purpose: the store is being dropped.
+                tracing::debug!("{what} was stopped");
+                tx.send_replace(Some(format!("{what} was stopped")));
+                return;
+            }
         };
         tracing::error!(%reason, "a task that must run forever stopped");
         tx.send_replace(Some(reason));
