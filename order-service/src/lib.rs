@@ -8,6 +8,7 @@
 //! the topic itself.
 //!
 //! Map: [`settings`] (configuration), [`domain`] (shipping cost), [`store`] (SQLite),
+//! [`connection`] (noticing clients that went away),
 //! [`consumer`] (the apply loop), [`dlq`] (dead letters), [`waiters`] (read-your-writes),
 //! [`topic_scan`] (reading a topic's keys), [`kafka`] (client plumbing), [`metrics`],
 //! [`routes`] (HTTP), [`openapi`] (the API document and Swagger UI).
@@ -32,6 +33,7 @@ use service_kit::metrics::{record_http, Metrics};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod connection;
 pub mod consumer;
 pub mod dlq;
 pub mod domain;
@@ -217,8 +219,8 @@ impl Application {
                 match panicked {
                     Some(message) if on_panic == OnConsumerPanic::Exit => {
                         tracing::error!("stopping the service: the consumer panicked");
-                        server_handle.stop(true).await;
-                        let _ = server.await;
+                        // The server future must be polled for the stop to complete.
+                        let _ = tokio::join!(server_handle.stop(true), &mut server);
                         flush(dead_letters).await?;
                         anyhow::bail!("the consumer task panicked: {message}");
                     }
@@ -319,6 +321,7 @@ fn serve(
             )
             .default_service(web::to(service_kit::http_error::not_found))
     })
+    .on_connect(connection::on_connect)
     .listen(listener)
     .context("starting the HTTP server")?
     .shutdown_timeout(10)

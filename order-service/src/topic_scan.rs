@@ -27,8 +27,12 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::Semaphore;
 
+use crate::connection::ClientSocket;
 use crate::kafka::{topic_state, KafkaConfig, TopicState};
 use crate::metrics::TopicScanMetrics;
+
+/// How often a running scan looks at its client's socket.
+const CLIENT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The scan endpoint's gate: which topics may be read, how many scans run at once, and the
 /// limits of each. Shared by every HTTP worker.
@@ -83,9 +87,13 @@ impl Scanner {
     }
 
     /// Scans `topic` on a blocking thread if a slot is free. The slot is held by that thread
-    /// (not by this future), so a scan that is still winding down keeps counting. Dropping
-    /// this future (the client went away) cancels the scan within about 200 ms.
-    pub async fn scan(&self, topic: String) -> Result<Result<ScanResult, ScanError>, Busy> {
+    /// (not by this future), so a scan that is still winding down keeps counting. The scan is
+    /// cancelled within about 200 ms when `client`'s socket closes or this future is dropped.
+    pub async fn scan(
+        &self,
+        topic: String,
+        client: Option<ClientSocket>,
+    ) -> Result<Result<ScanResult, ScanError>, Busy> {
         let permit = Arc::clone(&self.slots)
             .try_acquire_owned()
             .map_err(|_| Busy)?;
@@ -99,7 +107,22 @@ impl Scanner {
         let scan = tokio::task::spawn_blocking(move || {
             let _slot = permit;
             let _active = active;
-            match scan_keys(&kafka, &topic, &limits, &flag) {
+            let mut next_check = Instant::now();
+            let mut client_gone = || {
+                if flag.load(Ordering::Acquire) {
+                    return true;
+                }
+                if let Some(client) = &client {
+                    if Instant::now() >= next_check {
+                        next_check = Instant::now() + CLIENT_CHECK_INTERVAL;
+                        if client.is_gone() {
+                            flag.store(true, Ordering::Release);
+                        }
+                    }
+                }
+                flag.load(Ordering::Acquire)
+            };
+            match scan_keys(&kafka, &topic, &limits, &mut client_gone) {
                 // Whatever failed after the client left, the reason the scan ended is that.
                 Err(_) if flag.load(Ordering::Acquire) => {
                     cancelled.inc();
@@ -267,19 +290,19 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
 /// Scans `topic` from the beginning to its current high watermarks and returns the distinct
 /// UTF-8 keys (blocking: run it on a blocking thread). Records without a key, with a key that
 /// is not UTF-8 or longer than an order id ([`MAX_ID_LEN`]) name no order and are skipped.
-/// Returns [`ScanError::Cancelled`] soon after `cancel` turns true.
+/// Returns [`ScanError::Cancelled`] soon after `cancelled` returns true (it is asked before
+/// every request to Kafka and at least every 200 ms).
 pub fn scan_keys(
     kafka: &KafkaConfig,
     topic: &str,
     limits: &ScanLimits,
-    cancel: &AtomicBool,
+    cancelled: &mut dyn FnMut() -> bool,
 ) -> Result<ScanResult, ScanError> {
     let ScanLimits {
         fetch_wait_max_ms,
         timeout,
         max_keys,
     } = *limits;
-    let cancelled = || cancel.load(Ordering::Acquire);
     let deadline = Instant::now() + timeout;
     let remaining = || deadline.saturating_duration_since(Instant::now());
     let request_timeout = || remaining().min(Duration::from_secs(10));

@@ -5,18 +5,19 @@
 //! [`topic_scan`](crate::topic_scan); this handler validates the name (400), checks it is an
 //! allowed topic (403, naming the allowed ones), takes a scan slot (429 with `Retry-After` when
 //! all are busy), runs the scan and maps its outcome to 200, 404 or 503. If the client goes
-//! away, this future is dropped and the scan is cancelled.
+//! away (its socket closes, see [`connection`](crate::connection)), the scan is cancelled.
 
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Query};
-use actix_web::{get, HttpResponse};
+use actix_web::{get, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use service_kit::http_error::HttpError;
 use tracing::Instrument;
 use utoipa::IntoParams;
 
+use crate::connection::ClientSocket;
 use crate::routes::dto::{ErrorResponse, TopicOrderIdsResponse};
 use crate::routes::{invalid_query, problem, AppState};
 use crate::topic_scan::{check_topic_name, ScanError};
@@ -62,6 +63,7 @@ pub struct TopicParams {
 )]
 #[get("/api/getAllOrderIdsFromTopic")]
 pub async fn order_ids_from_topic(
+    request: HttpRequest,
     state: Data<AppState>,
     params: Query<TopicParams>,
 ) -> Result<HttpResponse, HttpError> {
@@ -87,7 +89,8 @@ pub async fn order_ids_from_topic(
     let span = tracing::info_span!("topic_scan", topic = %topic);
     async {
         let started = Instant::now();
-        let Ok(result) = scanner.scan(topic.clone()).await else {
+        let client = request.conn_data::<ClientSocket>().cloned();
+        let Ok(result) = scanner.scan(topic.clone(), client).await else {
             return Ok(busy(&state));
         };
         match result {
@@ -108,6 +111,11 @@ pub async fn order_ids_from_topic(
             Err(e @ ScanError::NotFound(_)) => {
                 Err(HttpError::new(StatusCode::NOT_FOUND, e.to_string()))
             }
+            // Nobody reads this answer.
+            Err(e @ ScanError::Cancelled) => Err(HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.to_string(),
+            )),
             Err(e) => {
                 tracing::warn!(error = %e, "topic scan failed");
                 Err(HttpError::new(
