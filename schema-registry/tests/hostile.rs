@@ -231,6 +231,32 @@ async fn a_schema_larger_than_the_limit_is_refused_naming_it() -> anyhow::Result
 }
 
 #[tokio::test]
+async fn a_record_the_broker_refuses_as_too_large_is_a_422() -> anyhow::Result<()> {
+    // A limit set above what Kafka takes (1 MB by default): the producer refuses the record.
+    let r = TestRegistry::start_with(testkit::Broker::start()?, |settings| {
+        settings.max_schema_bytes = 4 * 1024 * 1024;
+        settings.max_request_bytes = 8 * 1024 * 1024;
+    })
+    .await?;
+    let doc = "x".repeat(1_200_000);
+    let schema = json!({"type": "record", "name": "Big", "doc": doc, "fields": []});
+    let (status, body) = r
+        .post(
+            "/subjects/big/versions",
+            json!({ "schema": schema.to_string() }),
+        )
+        .await?;
+    assert_eq!((status, code(&body)), (422, json!(42201)), "{body}");
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("too large"),
+        "{body}"
+    );
+    // The registry still works.
+    r.register("small", "\"string\"").await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_body_over_the_limit_gets_a_json_413() -> anyhow::Result<()> {
     let r = TestRegistry::start().await?;
     let body = format!(r#"{{"schema":"{}"}}"#, "x".repeat(3 * 1024 * 1024));

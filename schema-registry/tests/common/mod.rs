@@ -23,8 +23,17 @@ impl TestRegistry {
 
     /// Starts a registry on an existing broker (for restart tests).
     pub async fn start_on(broker: Broker) -> anyhow::Result<TestRegistry> {
-        let server =
-            schema_registry::spawn(Settings::for_tests(&broker.bootstrap_servers())).await?;
+        Self::start_with(broker, |_| {}).await
+    }
+
+    /// Starts a registry on `broker` with the test settings changed by `adjust`.
+    pub async fn start_with(
+        broker: Broker,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> anyhow::Result<TestRegistry> {
+        let mut settings = Settings::for_tests(&broker.bootstrap_servers());
+        adjust(&mut settings);
+        let server = schema_registry::spawn(settings).await?;
         let url = server.url().to_string();
         Ok(TestRegistry {
             broker,
