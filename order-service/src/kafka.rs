@@ -75,9 +75,11 @@ pub async fn ensure_topic(
     partitions: i32,
     timeout: Duration,
 ) -> anyhow::Result<i32> {
+    // The metadata lookup below must not make a broker that auto-creates topics create this
+    // one with its own default partition count (librdkafka allows that for non-consumers).
     let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(
         config
-            .client(&[])
+            .client(&[("allow.auto.create.topics", "false")])
             .create()
             .context("creating an admin client")?,
     );
