@@ -169,6 +169,80 @@ async fn a_consumer_panic_makes_the_service_unready() {
     assert!(ended.contains("panicked"), "{ended}");
 }
 
+/// Starts the binary with `extra` variables, logging to `dir/service.log` (plain text).
+fn start_binary(
+    env: &Env,
+    dir: &std::path::Path,
+    port: u16,
+    extra: &[(&str, &str)],
+) -> std::process::Child {
+    let log = std::fs::File::create(dir.join("service.log")).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_order-service"));
+    command
+        .env("KAFKA_BOOTSTRAP_SERVERS", env.broker.bootstrap_servers())
+        .env("SCHEMA_REGISTRY_URL", env.registry.url())
+        .env("API_HOST", "127.0.0.1")
+        .env("API_PORT", port.to_string())
+        .env("DATA_DIR", dir.join("view"))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    for (key, value) in extra {
+        command.env(key, value);
+    }
+    command.spawn().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_binary_names_an_unpublishable_dead_letter_in_its_log_and_keeps_serving_unready() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = testkit::free_port().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    // Through the librdkafka pass-through, as an operator would set it.
+    let mut child = start_binary(
+        &env,
+        dir.path(),
+        port,
+        &[
+            ("KAFKA_PROPERTY_MESSAGE_MAX_BYTES", "1000"),
+            ("DLQ_PUBLISH_MAX_ATTEMPTS", "2"),
+            ("RETRY_BACKOFF_MAX_MS", "200"),
+        ],
+    );
+    wait_ready(&env.http, &url).await;
+    let mut big = vec![1_u8; 4_000];
+    big[0] = 7;
+    let offset = produce_p0(&env, b"P-BIG", &big).await;
+    let message = wait_unready(&env, &url).await;
+    let log = std::fs::read_to_string(dir.path().join("service.log")).unwrap();
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        message.contains("cannot be published after 2 attempts"),
+        "{message}"
+    );
+    assert!(
+        running,
+        "the process keeps serving reads, not ready:\n{log}"
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("ERROR") && l.contains("a dead letter cannot be published"))
+        .unwrap_or_else(|| panic!("no error line in the log:\n{log}"));
+    for field in [
+        "topic=\"order-events\"".to_owned(),
+        "partition=0".to_owned(),
+        format!("offset={offset}"),
+        "dlq_topic=\"order-events.dlq\"".to_owned(),
+    ] {
+        assert!(line.contains(&field), "{field} missing from: {line}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_binary_exits_non_zero_when_its_consumer_panics() {
     let env = Env::start().await;
@@ -176,20 +250,7 @@ async fn the_binary_exits_non_zero_when_its_consumer_panics() {
     let port = testkit::free_port().unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let log_path = dir.path().join("service.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_order-service"))
-        .env("KAFKA_BOOTSTRAP_SERVERS", env.broker.bootstrap_servers())
-        .env("SCHEMA_REGISTRY_URL", env.registry.url())
-        .env("API_HOST", "127.0.0.1")
-        .env("API_PORT", port.to_string())
-        .env("DATA_DIR", dir.path().join("view"))
-        .env("FAULT_PANIC_ON_KEY", "BOOM")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = start_binary(&env, dir.path(), port, &[("FAULT_PANIC_ON_KEY", "BOOM")]);
     wait_ready(&env.http, &url).await;
 
     let boom = encoded(&env, "BOOM").await;
