@@ -277,3 +277,47 @@ async fn the_binary_exits_non_zero_when_its_consumer_panics() {
         "the log says why:\n{output}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_stalled_with_records_waiting_is_not_up_until_it_moves_again() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The service's registry is not there yet: the record is retried, never applied.
+    let port = testkit::free_port().unwrap();
+    let mut settings = env.settings(dir.path().to_path_buf());
+    settings.schema_registry_url = format!("http://127.0.0.1:{port}");
+    settings.consumer_stall_timeout_ms = 1_000;
+    let service = order_service::spawn(settings).await.unwrap();
+    let url = service.url();
+    env.produce(&event(
+        simple_order("S-1", "CUST-1", OrderStatus::Pending),
+        1,
+    ))
+    .await;
+
+    eventually("the stall to be reported", || async {
+        let (status, body) = get_json(&env.http, url, "/ready").await;
+        status == 503
+            && body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("stalled")
+    })
+    .await;
+    assert_eq!(metric(&env.http, url, "consumer_up").await, 0.0);
+    assert!(service.consumer().ended().is_none(), "stalled, not ended");
+
+    // The registry comes up: the record is applied and the consumer is up again.
+    let mut registry = schema_registry::Settings::for_tests(&env.broker.bootstrap_servers());
+    registry.api_port = port;
+    let _registry = schema_registry::spawn(registry).await.unwrap();
+    let (status, body) = get_json(
+        &env.http,
+        url,
+        "/api/order-details?orderId=S-1&waitMs=20000",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    wait_ready(&env.http, url).await;
+    assert_eq!(metric(&env.http, url, "consumer_up").await, 1.0);
+}
