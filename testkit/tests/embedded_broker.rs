@@ -1,8 +1,8 @@
-//! What the project relies on from the embedded broker, checked against the real one: Kafka
-//! transactions (commit, abort, fencing of a second producer with the same `transactional.id`,
-//! `read_committed` consumers that never see aborted records), consumer groups that share out
-//! partitions, and data that survives kill -9. The CartService scale-out design (one fenced
-//! transactional writer per partition) stands on these.
+//! What the project relies on from the embedded broker (Nisshi 0.8.1), checked against the real
+//! one: consumer groups that share out partitions, idempotent producing and acknowledged data
+//! that survive kill -9 — and what it must not rely on: Kafka transactions, which Nisshi 0.8
+//! refuses by design. A design that needs fenced writers (CartService scaled out) has to fence
+//! without broker transactions on the embedded default, or run on a broker that has them.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,21 +12,10 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use testkit::Broker;
 
 const T: Duration = Duration::from_secs(30);
-
-fn transactional(broker: &Broker, id: &str) -> BaseProducer {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap_servers())
-        .set("transactional.id", id)
-        .set("transaction.timeout.ms", "30000")
-        .create()
-        .unwrap();
-    producer.init_transactions(T).unwrap();
-    producer
-}
 
 fn send(producer: &BaseProducer, topic: &str, partition: i32, value: &str) {
     producer
@@ -40,108 +29,42 @@ fn send(producer: &BaseProducer, topic: &str, partition: i32, value: &str) {
         .unwrap();
 }
 
-/// The values a consumer with `isolation` reads from `topic` (all partitions) until `expected`
-/// arrived and then nothing more for a second.
-fn read_values(broker: &Broker, topic: &str, partitions: i32, isolation: &str) -> Vec<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap_servers())
-        .set("group.id", format!("reader-{isolation}"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", isolation)
-        .set("fetch.wait.max.ms", "50")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..partitions {
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
+#[tokio::test(flavor = "multi_thread")]
+async fn transactional_producers_are_refused_with_a_clear_error_and_idempotent_ones_work() {
+    let broker = Broker::start().unwrap();
+    broker.create_topic("tx", 1).await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap_servers())
+            .set("transactional.id", "would-be-fenced-writer")
+            .create()
             .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut values = Vec::new();
-    let mut quiet_since = Instant::now();
-    let deadline = Instant::now() + T;
-    while quiet_since.elapsed() < Duration::from_secs(2) && Instant::now() < deadline {
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message.unwrap();
-            values.push(String::from_utf8_lossy(message.payload().unwrap()).into_owned());
-            quiet_since = Instant::now();
+        let refused = producer.init_transactions(T);
+        match &refused {
+            Err(KafkaError::Transaction(e)) => {
+                assert_eq!(
+                    e.code(),
+                    rdkafka::types::RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
+                    "{e}"
+                );
+                assert!(e.is_fatal(), "the refusal must be final, not retried: {e}");
+            }
+            other => panic!(
+                "transactions are supported after all ({other:?}): revisit the \
+                             fencing design and this test"
+            ),
         }
-    }
-    values
-}
 
-#[tokio::test(flavor = "multi_thread")]
-async fn committed_records_are_read_and_aborted_ones_are_not_by_read_committed_consumers() {
-    let broker = Broker::start().unwrap();
-    broker.create_topic("tx", 2).await.unwrap();
-    tokio::task::spawn_blocking(move || {
-        let producer = transactional(&broker, "tx-writer");
-        producer.begin_transaction().unwrap();
-        send(&producer, "tx", 0, "committed-1");
-        send(&producer, "tx", 1, "committed-2");
-        producer.commit_transaction(T).unwrap();
-
-        producer.begin_transaction().unwrap();
-        send(&producer, "tx", 0, "aborted-1");
-        send(&producer, "tx", 1, "aborted-2");
-        producer.flush(T).unwrap();
-        producer.abort_transaction(T).unwrap();
-
-        producer.begin_transaction().unwrap();
-        send(&producer, "tx", 0, "committed-3");
-        producer.commit_transaction(T).unwrap();
-
-        let committed: BTreeSet<String> = read_values(&broker, "tx", 2, "read_committed")
-            .into_iter()
-            .collect();
-        let expected: BTreeSet<String> = ["committed-1", "committed-2", "committed-3"]
-            .map(String::from)
-            .into();
-        assert_eq!(
-            committed, expected,
-            "read_committed saw aborted or lost records"
-        );
-    })
-    .await
-    .unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
-    let broker = Broker::start().unwrap();
-    broker.create_topic("fence", 1).await.unwrap();
-    tokio::task::spawn_blocking(move || {
-        let old = transactional(&broker, "owner-of-p0");
-        old.begin_transaction().unwrap();
-        send(&old, "fence", 0, "zombie-pending");
-        old.flush(T).unwrap();
-
-        // The new owner initialises with the same transactional.id: the old epoch is fenced and
-        // its open transaction aborted.
-        let new = transactional(&broker, "owner-of-p0");
-        new.begin_transaction().unwrap();
-        send(&new, "fence", 0, "owner-1");
-        new.commit_transaction(T).unwrap();
-
-        // The zombie can no longer commit, nor write in a new transaction.
-        let commit = old.commit_transaction(T);
-        assert!(commit.is_err(), "a fenced producer committed: {commit:?}");
-        let fenced = match commit {
-            Err(KafkaError::Transaction(e)) => e.is_fatal() || e.txn_requires_abort(),
-            other => panic!("expected a transaction error, got {other:?}"),
-        };
-        assert!(
-            fenced,
-            "the zombie's error must be fatal or require an abort"
-        );
-
-        let seen = read_values(&broker, "fence", 1, "read_committed");
-        assert_eq!(
-            seen,
-            vec!["owner-1".to_string()],
-            "the zombie's record is visible"
-        );
+        let idempotent: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap_servers())
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()
+            .unwrap();
+        send(&idempotent, "tx", 0, "idempotent-1");
+        idempotent.flush(T).unwrap();
+        let records = testkit::topic::read_to_end(&broker.bootstrap_servers(), "tx", T).unwrap();
+        assert_eq!(records.len(), 1);
     })
     .await
     .unwrap();
