@@ -160,7 +160,7 @@ impl Distribution {
             .with_context(|| format!("building {} {}", self.name, self.version))?;
         eprintln!(
             "stack: {} {} is not installed; building it now with cargo install using {} \
-             (once per machine, 10-12 minutes on 2 cores; its progress follows)",
+             (once per machine, 12 minutes or more on 2 cores; its progress follows)",
             self.name,
             self.version,
             toolchain.describe()
