@@ -13,9 +13,8 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Launched;
@@ -47,39 +46,16 @@ fn docs_try_it_out_and_registry_ui_work_in_chromium() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/check_uis.py");
 
     let started = Instant::now();
-    let mut child = Command::new(&python)
-        .arg("-u")
-        .arg(script)
-        .args([ports.cart_url(), ports.order_url(), ports.registry_url()])
-        .arg(&shots)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", python.display()));
-    let readers: Vec<_> = common::output_streams(&mut child)
-        .into_iter()
-        .map(|mut stream| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = stream.read_to_string(&mut text);
-                text
-            })
-        })
-        .collect();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > SCRIPT_DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let output: Vec<String> = readers.into_iter().map(|r| r.join().unwrap()).collect();
-    let (stdout, stderr) = (&output[0], &output[1]);
+    let finished = common::run_bounded(
+        Command::new(&python)
+            .arg("-u")
+            .arg(script)
+            .args([ports.cart_url(), ports.order_url(), ports.registry_url()])
+            .arg(&shots),
+        SCRIPT_DEADLINE,
+    );
+    let status = finished.status;
+    let (stdout, stderr) = (&finished.stdout, &finished.stderr);
     println!("{stdout}");
     eprintln!("{stderr}");
     drop(stack);

@@ -19,8 +19,7 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Launched;
@@ -59,7 +58,8 @@ fn no_generated_request_gets_an_undocumented_5xx_or_a_non_json_error() {
         ("OrderService", ports.order_url()),
     ] {
         let started = Instant::now();
-        let mut child = Command::new(&python)
+        let mut command = Command::new(&python);
+        command
             .args(["-m", "schemathesis.cli", "run"])
             .arg(format!("{url}/api-docs/openapi.json"))
             .args([
@@ -70,35 +70,10 @@ fn no_generated_request_gets_an_undocumented_5xx_or_a_non_json_error() {
             .args(["--request-timeout", "10", "--wait-for-schema", "30"])
             .args(["--no-color", "--workers", "1"])
             .env("SCHEMATHESIS_HOOKS", CHECKS)
-            .current_dir(work.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", python.display()));
-        let readers: Vec<_> = common::output_streams(&mut child)
-            .into_iter()
-            .map(|mut stream| {
-                std::thread::spawn(move || {
-                    let mut text = String::new();
-                    let _ = stream.read_to_string(&mut text);
-                    text
-                })
-            })
-            .collect();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break Some(status);
-            }
-            if started.elapsed() > RUN_DEADLINE {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let output: Vec<String> = readers.into_iter().map(|r| r.join().unwrap()).collect();
-        let (stdout, stderr) = (&output[0], &output[1]);
+            .current_dir(work.path());
+        let finished = common::run_bounded(&mut command, RUN_DEADLINE);
+        let status = finished.status;
+        let (stdout, stderr) = (&finished.stdout, &finished.stderr);
         println!("===== schemathesis against {service} =====\n{stdout}");
         eprintln!("{stderr}");
         println!(

@@ -223,6 +223,52 @@ pub fn output_streams(child: &mut Child) -> Vec<Box<dyn Read + Send>> {
     .collect()
 }
 
+/// What a child process printed, and how it ended (`None`: killed at the deadline).
+pub struct Finished {
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` with piped output, killing it if it is still running after `deadline`; both
+/// streams are read on threads of their own so a chatty child never blocks on a full pipe.
+pub fn run_bounded(command: &mut Command, deadline: Duration) -> Finished {
+    let started = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {:?}: {e}", command.get_program()));
+    let readers: Vec<_> = output_streams(&mut child)
+        .into_iter()
+        .map(|mut stream| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = stream.read_to_string(&mut text);
+                text
+            })
+        })
+        .collect();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut output = readers.into_iter().map(|r| r.join().unwrap());
+    Finished {
+        status,
+        stdout: output.next().unwrap_or_default(),
+        stderr: output.next().unwrap_or_default(),
+    }
+}
+
 /// The answer of one HTTP request made with curl: status and body.
 #[derive(Debug)]
 pub struct Reply {
