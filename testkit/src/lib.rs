@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 
 pub mod embedded;
 pub mod probe;
+pub mod tls;
 
 #[cfg(feature = "broker")]
 mod broker;
