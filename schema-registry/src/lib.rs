@@ -6,7 +6,8 @@
 //!
 //! Map: [`api`] (HTTP), [`model`] (state and the rules that make replay deterministic),
 //! [`store`] (the Kafka topic), [`records`] (its record layout), [`compat`] (Avro schema
-//! resolution rules), [`error`] (Confluent's error answers).
+//! resolution rules), [`error`] (Confluent's error answers), [`auth`] and [`password`]
+//! (optional HTTP Basic authentication with roles), [`tls`] (the optional HTTPS listener).
 //!
 //! Every answer, including actix's own (413 for a body over the limit, 405, 404), is
 //! Confluent's JSON error body. If the `_schemas` reader stops, `/ready` answers 503 and
@@ -14,6 +15,7 @@
 //! supervisor restarts it instead of serving a state that no longer follows the log.
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServiceResponse};
@@ -22,17 +24,23 @@ use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::web::{self, Data};
 use actix_web::{App, HttpResponse, HttpServer, ResponseError};
 use anyhow::Context;
+use openssl::ssl::SslAcceptorBuilder;
 
 pub mod api;
+pub mod auth;
 pub mod compat;
 pub mod error;
 pub mod model;
+pub mod password;
 pub mod records;
 pub mod store;
+pub mod tls;
 
 use api::Limits;
+use auth::{Authenticator, Users};
 use error::ApiError;
 use store::{Store, StoreSettings};
+use tls::TlsFiles;
 
 /// The registry's settings, from flags or the environment.
 #[derive(Debug, Clone, clap::Parser)]
@@ -71,6 +79,16 @@ pub struct Settings {
     /// Extra librdkafka properties, `key=value`, repeatable (also `KAFKA_PROPERTY_<NAME>`).
     #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
     pub kafka_properties: Vec<String>,
+    /// PEM certificate chain for HTTPS (with `API_TLS_KEY_FILE`; neither: plain HTTP).
+    #[arg(long, env = "API_TLS_CERT_FILE", value_name = "PATH")]
+    pub api_tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `API_TLS_CERT_FILE`, unencrypted.
+    #[arg(long, env = "API_TLS_KEY_FILE", value_name = "PATH")]
+    pub api_tls_key_file: Option<PathBuf>,
+    /// Users file turning on HTTP Basic authentication: `name:argon2id-hash:role` per line,
+    /// role `read-only` or `read-write` (`schema-registry hash-password` makes the hash).
+    #[arg(long, env = "SCHEMA_REGISTRY_AUTH_FILE", value_name = "PATH")]
+    pub schema_registry_auth_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -86,13 +104,55 @@ impl Settings {
             max_schema_bytes: 256 * 1024,
             max_request_bytes: 2 * 1024 * 1024,
             kafka_properties: vec![],
+            api_tls_cert_file: None,
+            api_tls_key_file: None,
+            schema_registry_auth_file: None,
         }
+    }
+}
+
+/// The security settings read and checked before anything else starts, so that a mistake in
+/// them stops the process at once with a message naming the file.
+struct Security {
+    tls: Option<SslAcceptorBuilder>,
+    authenticator: Option<Authenticator>,
+}
+
+impl Security {
+    fn load(settings: &Settings) -> anyhow::Result<Security> {
+        let tls = TlsFiles::from_settings(
+            settings.api_tls_cert_file.as_deref(),
+            settings.api_tls_key_file.as_deref(),
+        )?
+        .map(|files| files.acceptor())
+        .transpose()?;
+        let authenticator = match settings
+            .schema_registry_auth_file
+            .as_deref()
+            .filter(|path| !path.as_os_str().is_empty())
+        {
+            None => None,
+            Some(path) => {
+                let users = Users::load(path)?;
+                tracing::info!(
+                    users = users.len(),
+                    file = %path.display(),
+                    "HTTP Basic authentication is on"
+                );
+                Some(Authenticator::new(
+                    users,
+                    Authenticator::default_concurrency(),
+                )?)
+            }
+        };
+        Ok(Security { tls, authenticator })
     }
 }
 
 /// The built registry: a bound listener, a loaded store and a server ready to run.
 pub struct Application {
     port: u16,
+    scheme: &'static str,
     server: Server,
     store: Data<Store>,
 }
@@ -100,6 +160,7 @@ pub struct Application {
 impl Application {
     /// Replays the topic, binds the listener and builds the server.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let security = Security::load(&settings)?;
         let store = Store::open(StoreSettings {
             bootstrap_servers: settings.kafka_bootstrap_servers.clone(),
             topic: settings.schema_registry_topic.clone(),
@@ -110,12 +171,13 @@ impl Application {
         .await
         .context("opening the schema store")?;
         let listener = service_kit::bind(&settings.api_host, settings.api_port)?;
-        Self::serve(listener, store, &settings)
+        Self::serve(listener, store, security, &settings)
     }
 
     fn serve(
         listener: TcpListener,
         store: Store,
+        security: Security,
         settings: &Settings,
     ) -> anyhow::Result<Application> {
         let port = listener
@@ -128,12 +190,20 @@ impl Application {
         });
         let max_request_bytes = settings.max_request_bytes;
         let app_store = store.clone();
+        let auth_on = security.authenticator.is_some();
+        let authenticator = security.authenticator.map(Data::new);
+        let ready_detail = Data::new(ReadyDetail(!auth_on));
         let server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_store.clone())
+            let mut app = App::new();
+            if let Some(authenticator) = &authenticator {
+                app = app.app_data(authenticator.clone());
+            }
+            app.app_data(app_store.clone())
+                .app_data(ready_detail.clone())
                 .app_data(limits.clone())
                 .app_data(web::PayloadConfig::new(max_request_bytes))
                 .app_data(web::QueryConfig::default().error_handler(api::query_error))
+                .wrap(actix_web::middleware::from_fn(auth::middleware))
                 .wrap(ErrorHandlers::new().default_handler(move |response| {
                     confluent_error_body(response, max_request_bytes)
                 }))
@@ -144,13 +214,25 @@ impl Application {
                 .route("/ready", web::get().to(ready))
                 .configure(api::routes)
                 .default_service(web::to(api::not_found))
-        })
-        .listen(listener)
-        .context("starting the HTTP server")?
-        .shutdown_timeout(10)
-        .run();
+        });
+        let (server, scheme) = match security.tls {
+            Some(acceptor) => (
+                server
+                    .listen_openssl(listener, acceptor)
+                    .context("starting the HTTPS server")?,
+                "https",
+            ),
+            None => (
+                server
+                    .listen(listener)
+                    .context("starting the HTTP server")?,
+                "http",
+            ),
+        };
+        let server = server.shutdown_timeout(10).run();
         Ok(Application {
             port,
+            scheme,
             server,
             store,
         })
@@ -159,6 +241,11 @@ impl Application {
     /// The port actually bound.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `https` when the TLS listener is on, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        self.scheme
     }
 
     /// Serves until SIGINT/SIGTERM (in-flight requests finish first). Returns an error if the
@@ -220,17 +307,29 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(service_kit::status_body("alive"))
 }
 
-async fn ready(store: Data<Store>) -> HttpResponse {
+/// Whether `/ready` explains a failure in its body. With authentication on, `/ready` still
+/// answers without credentials (probes rarely carry them) but keeps Kafka's error text, which
+/// names brokers and topics, for the log.
+struct ReadyDetail(bool);
+
+async fn ready(store: Data<Store>, detail: Data<ReadyDetail>) -> HttpResponse {
+    let unavailable = |message: String| {
+        let message = if detail.0 {
+            message
+        } else {
+            tracing::warn!(%message, "not ready");
+            "The registry is not ready; the reason is in its log".to_string()
+        };
+        HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "status": "unavailable", "message": message
+        }))
+    };
     if let Some(reason) = store.reader_failure() {
-        return HttpResponse::ServiceUnavailable().json(serde_json::json!({
-            "status": "unavailable", "message": format!("The registry stopped following _schemas: {reason}")
-        }));
+        return unavailable(format!("The registry stopped following _schemas: {reason}"));
     }
     match store.ping().await {
         Ok(()) => HttpResponse::Ok().json(service_kit::status_body("ready")),
-        Err(e) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
-            "status": "unavailable", "message": format!("Kafka is unreachable: {e}")
-        })),
+        Err(e) => unavailable(format!("Kafka is unreachable: {e}")),
     }
 }
 
