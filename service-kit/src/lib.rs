@@ -10,6 +10,7 @@ use std::net::TcpListener;
 use anyhow::Context;
 
 pub mod http_error;
+pub mod kafka;
 pub mod metrics;
 pub mod telemetry;
 
