@@ -219,7 +219,7 @@ fn decode_b64(text: &str) -> Result<Vec<u8>, HashError> {
         return Err(HashError::Encoding);
     }
     let mut padded = text.to_string();
-    while padded.len() % 4 != 0 {
+    while !padded.len().is_multiple_of(4) {
         padded.push('=');
     }
     base64::decode_block(&padded).map_err(|_| HashError::Encoding)

@@ -95,15 +95,17 @@ impl TlsFiles {
         for intermediate in chain {
             builder.add_extra_chain_cert(intermediate)?;
         }
-        builder.set_private_key(&key)?;
-        builder.check_private_key().map_err(|_| {
+        // OpenSSL compares the key with the certificate already when it is set.
+        let mismatch = |_| {
             anyhow::anyhow!(
                 "the TLS private key {} (API_TLS_KEY_FILE) does not belong to the certificate {} \
                  (API_TLS_CERT_FILE)",
                 self.key.display(),
                 self.cert.display()
             )
-        })?;
+        };
+        builder.set_private_key(&key).map_err(mismatch)?;
+        builder.check_private_key().map_err(mismatch)?;
         Ok(builder)
     }
 }
