@@ -18,7 +18,7 @@ pub mod tls;
 #[cfg(feature = "broker")]
 mod broker;
 #[cfg(feature = "broker")]
-pub use broker::Broker;
+pub use broker::{Broker, BrokerBuilder, ScramMechanism};
 #[cfg(feature = "broker")]
 pub mod topic;
 #[cfg(feature = "broker")]
