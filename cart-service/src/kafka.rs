@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use order_events::OrderEventCodec;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
+use service_kit::kafka::{KafkaContext, KafkaSettings, ToEnd};
+
+type OrderProducer = FutureProducer<KafkaContext>;
 
 use crate::orders::Orders;
 
@@ -67,30 +68,9 @@ impl PublishMetrics {
     }
 }
 
-/// Builds librdkafka configurations from the settings.
-#[derive(Clone)]
-pub struct KafkaConfig {
-    pub bootstrap_servers: String,
-    pub properties: Vec<(String, String)>,
-}
-
-impl KafkaConfig {
-    pub fn client(&self, extra: &[(&str, String)]) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.bootstrap_servers);
-        for (key, value) in &self.properties {
-            config.set(key, value);
-        }
-        for (key, value) in extra {
-            config.set(*key, value);
-        }
-        config
-    }
-}
-
 /// The single writer of the orders topic.
 pub struct Publisher {
-    producer: RwLock<Arc<FutureProducer>>,
+    producer: RwLock<Arc<OrderProducer>>,
     config: ClientConfig,
     topic: String,
     timeout: Duration,
@@ -99,25 +79,20 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(
-        kafka: &KafkaConfig,
+        kafka: &KafkaSettings,
         topic: &str,
         timeout: Duration,
         linger_ms: u32,
         metrics: PublishMetrics,
     ) -> anyhow::Result<Publisher> {
-        let config = kafka.client(&[
-            ("acks", "all".into()),
-            ("enable.idempotence", "true".into()),
-            // With idempotence librdkafka keeps per-partition order with up to 5 in flight.
-            ("max.in.flight.requests.per.connection", "5".into()),
-            ("linger.ms", linger_ms.to_string()),
-            ("message.timeout.ms", timeout.as_millis().to_string()),
-            (
-                "request.timeout.ms",
-                timeout.as_millis().min(30_000).to_string(),
-            ),
-        ]);
-        let producer: FutureProducer = config.create().context("creating the Kafka producer")?;
+        // acks=all and idempotence cannot be overridden; with idempotence librdkafka keeps
+        // per-partition order with up to 5 requests in flight.
+        let builder = kafka
+            .client("the order-events producer")
+            .durable_producer(timeout)
+            .tuning("linger.ms", linger_ms);
+        let config = builder.config()?;
+        let producer: OrderProducer = builder.create()?;
         Ok(Publisher {
             producer: RwLock::new(Arc::new(producer)),
             config,
@@ -127,7 +102,7 @@ impl Publisher {
         })
     }
 
-    fn producer(&self) -> Arc<FutureProducer> {
+    fn producer(&self) -> Arc<OrderProducer> {
         self.producer
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -196,10 +171,13 @@ impl Publisher {
     /// purges its queue and stops waiting for its in-flight requests, so nothing more is sent
     /// by it; a request already on the socket may still be written, hence
     /// [`PublishError::InDoubt`].
-    fn replace(&self, failed: Arc<FutureProducer>, why: &str) {
+    fn replace(&self, failed: Arc<OrderProducer>, why: &str) {
         let mut slot = self.producer.write().unwrap_or_else(|e| e.into_inner());
         let old = if Arc::ptr_eq(&slot, &failed) {
-            match self.config.create::<FutureProducer>() {
+            match self
+                .config
+                .create_with_context::<_, OrderProducer>(KafkaContext::default())
+            {
                 Ok(fresh) => {
                     tracing::warn!(reason = why, "replacing the Kafka producer");
                     Some(std::mem::replace(&mut *slot, Arc::new(fresh)))
@@ -257,105 +235,26 @@ fn classify(error: KafkaError, metrics: &PublishMetrics) -> PublishError {
     error
 }
 
-/// Creates the topic (with `partitions`) unless it exists; returns its partition count.
-pub async fn ensure_topic(
-    kafka: &KafkaConfig,
-    topic: &str,
-    partitions: i32,
-    timeout: Duration,
-) -> anyhow::Result<i32> {
-    let admin: AdminClient<DefaultClientContext> = kafka
-        .client(&[])
-        .create()
-        .context("creating an admin client")?;
-    let existing = partition_count(admin.inner(), topic, timeout)?;
-    if let Some(count) = existing {
-        return Ok(count);
-    }
-    // As many replicas as the cluster allows, up to 3 (the registry and OrderService create
-    // their topics the same way), so acks=all means what it says on a real cluster.
-    let brokers = admin
-        .inner()
-        .fetch_metadata(None, timeout)
-        .context("cannot reach the Kafka broker")?
-        .brokers()
-        .len();
-    let replication = i32::try_from(brokers.clamp(1, 3)).unwrap_or(1);
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
-    for result in admin
-        .create_topics([&new_topic], &AdminOptions::new())
-        .await
-        .with_context(|| format!("creating topic {topic}"))?
-    {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => anyhow::bail!("creating topic {name}: {code}"),
-        }
-    }
-    Ok(partitions)
-}
-
-fn partition_count<C: rdkafka::ClientContext>(
-    client: &rdkafka::client::Client<C>,
-    topic: &str,
-    timeout: Duration,
-) -> anyhow::Result<Option<i32>> {
-    let metadata = client
-        .fetch_metadata(Some(topic), timeout)
-        .context("cannot reach the Kafka broker")?;
-    Ok(metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-        .map(|t| t.partitions().len() as i32))
-}
-
 /// Reads the topic from the beginning to the high watermarks of this moment and loads the
 /// latest event of every order into `orders`. Returns how many records were read.
 pub async fn load_orders(
-    kafka: &KafkaConfig,
+    kafka: &KafkaSettings,
     topic: &str,
     codec: &OrderEventCodec,
     orders: &Orders,
     fetch_wait_max_ms: u32,
     timeout: Duration,
 ) -> anyhow::Result<u64> {
-    let consumer: StreamConsumer = kafka
-        .client(&[
-            (
-                "group.id",
-                format!("cart-service-loader-{}", uuid::Uuid::new_v4()),
-            ),
-            ("enable.auto.commit", "false".into()),
-            ("enable.partition.eof", "false".into()),
-            ("fetch.wait.max.ms", fetch_wait_max_ms.to_string()),
-        ])
-        .create()
-        .context("creating the loading consumer")?;
-    let count = partition_count(consumer.client(), topic, timeout)?
-        .with_context(|| format!("topic {topic} does not exist"))?;
-    let mut assignment = TopicPartitionList::new();
-    let mut remaining = std::collections::HashMap::new();
-    for partition in 0..count {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, timeout)
-            .with_context(|| format!("reading the end of {topic}/{partition}"))?;
-        if high > low {
-            remaining.insert(partition, high);
-            assignment
-                .add_partition_offset(topic, partition, Offset::Beginning)
-                .context("building the assignment")?;
-        }
-    }
-    if remaining.is_empty() {
-        return Ok(0);
-    }
-    consumer
-        .assign(&assignment)
-        .context("assigning the partitions")?;
+    let mut reader = ToEnd::open(
+        kafka,
+        topic,
+        &[("fetch.wait.max.ms", fetch_wait_max_ms.to_string())],
+        timeout,
+    )
+    .await
+    .context("opening the orders topic")?;
     let mut read = 0_u64;
-    while !remaining.is_empty() {
-        let message = consumer.recv().await.context("reading the orders topic")?;
+    while let Some(message) = reader.next().await? {
         read += 1;
         match codec.decode(message.payload()).await {
             Ok(event) => orders.load(event),
@@ -367,16 +266,11 @@ pub async fn load_orders(
             ),
             Err(e) => return Err(anyhow::anyhow!(e).context("decoding while loading")),
         }
-        if let Some(end) = remaining.get(&message.partition()) {
-            if message.offset() + 1 >= *end {
-                remaining.remove(&message.partition());
-            }
-        }
     }
     Ok(read)
 }
 
 /// Is the broker reachable right now?
-pub fn ping(consumer: &BaseConsumer, timeout: Duration) -> bool {
+pub fn ping(consumer: &BaseConsumer<KafkaContext>, timeout: Duration) -> bool {
     consumer.fetch_metadata(None, timeout).is_ok()
 }

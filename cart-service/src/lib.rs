@@ -20,7 +20,9 @@ use actix_web::{App, HttpServer};
 use anyhow::Context;
 use order_events::{Currency, OrderEventCodec, RegistryConfig};
 use rdkafka::consumer::BaseConsumer;
+use service_kit::kafka::{KafkaContext, KafkaSettings};
 use service_kit::metrics::Metrics;
+use tokio::sync::watch;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -42,7 +44,7 @@ pub struct AppState {
     pub currencies: Vec<Currency>,
     pub registry_url: String,
     pub http: reqwest::Client,
-    pub pinger: BaseConsumer,
+    pub pinger: BaseConsumer<KafkaContext>,
     pub metrics: Metrics,
     /// `None` once loaded; otherwise what start-up is doing or why it is stuck.
     pub loading: Mutex<Option<String>>,
@@ -67,6 +69,9 @@ pub struct Application {
     port: u16,
     server: Server,
     state: Data<AppState>,
+    /// Set when start-up met a problem retrying cannot fix (a certificate or credentials the
+    /// cluster or registry refused); the service then stops with it.
+    fatal: watch::Receiver<Option<String>>,
 }
 
 impl Application {
@@ -79,10 +84,7 @@ impl Application {
             .collect::<Result<Vec<_>, _>>()
             .context("ORDER_CURRENCIES must be ISO 4217 codes")?;
         anyhow::ensure!(!currencies.is_empty(), "ORDER_CURRENCIES is empty");
-        let kafka = kafka::KafkaConfig {
-            bootstrap_servers: settings.kafka_bootstrap_servers.clone(),
-            properties: service_kit::kafka_properties(&settings.kafka_properties)?,
-        };
+        let kafka = settings.kafka.resolve()?;
         let metrics = Metrics::new()?;
         let publish_metrics = kafka::PublishMetrics::register(metrics.registry())?;
         let timeout = settings.publish_timeout();
@@ -97,10 +99,8 @@ impl Application {
             &RegistryConfig::new(&settings.schema_registry_url).with_timeout(timeout),
             settings.kafka_topic.clone(),
         )?;
-        let pinger: BaseConsumer = kafka
-            .client(&[])
-            .create()
-            .context("creating the broker health client")?;
+        let pinger: BaseConsumer<KafkaContext> =
+            kafka.client("the broker health client").create()?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
@@ -119,7 +119,8 @@ impl Application {
             metrics,
             loading: Mutex::new(Some("starting".to_string())),
         });
-        tokio::spawn(start_up(state.clone(), kafka, settings.clone()));
+        let (fatal_tx, fatal) = watch::channel(None);
+        tokio::spawn(start_up(state.clone(), kafka, settings.clone(), fatal_tx));
 
         let listener = service_kit::bind(&settings.api_host, settings.api_port)?;
         let port = listener
@@ -152,6 +153,7 @@ impl Application {
             port,
             server,
             state,
+            fatal,
         })
     }
 
@@ -161,29 +163,51 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM: stops accepting, finishes in-flight requests (each waits
-    /// for its acknowledgement), then flushes the producer.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
-        self.state.publisher.flush(Duration::from_secs(10));
+    /// for its acknowledgement), then flushes the producer. Returns an error, after stopping
+    /// the server, when start-up met a problem that retrying cannot fix.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application {
+            mut server,
+            state,
+            mut fatal,
+            ..
+        } = self;
+        let handle = server.handle();
+        let result = tokio::select! {
+            served = &mut server => served.context("serving HTTP"),
+            Ok(reason) = fatal.wait_for(Option::is_some) => {
+                let reason = reason.clone().unwrap_or_default();
+                let _ = tokio::join!(handle.stop(true), &mut server);
+                Err(anyhow::anyhow!("cannot start: {reason}"))
+            }
+        };
+        state.publisher.flush(Duration::from_secs(10));
         result
     }
 }
 
-/// Creates the topic, registers the schema and loads every order, retrying until it works.
-async fn start_up(state: Data<AppState>, kafka: kafka::KafkaConfig, settings: Settings) {
+/// Creates the topic, registers the schema and loads every order, retrying until it works or
+/// meets a problem that retrying cannot fix (then `fatal` says which).
+async fn start_up(
+    state: Data<AppState>,
+    kafka: KafkaSettings,
+    settings: Settings,
+    fatal: watch::Sender<Option<String>>,
+) {
     let mut backoff = Duration::from_millis(200);
     let timeout = settings.publish_timeout();
     loop {
         let attempt = async {
             state.set_loading(Some("creating the topic".into()));
-            kafka::ensure_topic(
-                &kafka,
-                &settings.kafka_topic,
-                settings.kafka_topic_partitions,
-                timeout,
-            )
-            .await
-            .context("Kafka broker unreachable")?;
+            let topic = service_kit::kafka::TopicSpec {
+                name: &settings.kafka_topic,
+                partitions: settings.kafka_topic_partitions,
+                config: &[],
+                exact_partitions: false,
+            };
+            service_kit::kafka::ensure_topic(&kafka, &topic, timeout)
+                .await
+                .context("Kafka broker unreachable")?;
             state.set_loading(Some("registering the schema".into()));
             let id = state
                 .codec
@@ -214,6 +238,13 @@ async fn start_up(state: Data<AppState>, kafka: kafka::KafkaConfig, settings: Se
         match attempt.await {
             Ok(()) => {
                 state.set_loading(None);
+                return;
+            }
+            Err(e) if service_kit::kafka::is_misconfigured(&e) => {
+                let reason = format!("{e:#}");
+                tracing::error!(error = reason, "start-up failed; retrying cannot fix this");
+                state.set_loading(Some(reason.clone()));
+                fatal.send_replace(Some(reason));
                 return;
             }
             Err(e) => {

@@ -6,13 +6,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "cart-service", version, about)]
 pub struct Settings {
-    /// Kafka brokers.
-    #[arg(
-        long,
-        env = "KAFKA_BOOTSTRAP_SERVERS",
-        default_value = "127.0.0.1:9092"
-    )]
-    pub kafka_bootstrap_servers: String,
+    /// How to reach Kafka (servers, pass-through properties, secret files).
+    #[command(flatten)]
+    pub kafka: service_kit::kafka::KafkaArgs,
     /// Schema Registry base URL.
     #[arg(
         long,
@@ -52,16 +48,13 @@ pub struct Settings {
     /// The largest request body accepted (413 beyond).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
-    /// Extra librdkafka properties, `key=value`, repeatable (also `KAFKA_PROPERTY_<NAME>`).
-    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
-    pub kafka_properties: Vec<String>,
 }
 
 impl Settings {
     /// Settings for a broker and registry under test, on a free port.
     pub fn for_tests(bootstrap: &str, registry_url: &str) -> Settings {
         Settings {
-            kafka_bootstrap_servers: bootstrap.to_string(),
+            kafka: service_kit::kafka::KafkaArgs::new(bootstrap),
             schema_registry_url: registry_url.to_string(),
             kafka_topic: order_events::ORDER_EVENTS_TOPIC.to_string(),
             kafka_topic_partitions: 3,
@@ -72,7 +65,6 @@ impl Settings {
             kafka_fetch_wait_max_ms: 10,
             order_currencies: vec!["USD".into(), "EUR".into(), "GBP".into()],
             max_body_bytes: 64 * 1024,
-            kafka_properties: vec![],
         }
     }
 

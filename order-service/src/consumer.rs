@@ -33,10 +33,10 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::dlq::{DeadLetters, Poison};
-use crate::kafka::{ensure_topic, topic_state, KafkaConfig, TopicState};
 use crate::metrics::ConsumerMetrics;
 use crate::store::{Batch, Store};
 use crate::waiters::Waiters;
+use service_kit::kafka::{ensure_topic, topic_partitions, KafkaContext, KafkaSettings, TopicSpec};
 
 /// The first retry waits this long; each further one twice as long, up to the configured cap.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -157,7 +157,19 @@ pub enum ConsumerEnd {
     Stopped,
     /// It cannot go on (e.g. a dead letter that can never be published); the reason.
     Failed(String),
+    /// It could never start: the cluster refused our certificate check or credentials, or the
+    /// configuration is invalid. Retrying cannot help; the service stops with the reason.
+    Misconfigured(String),
 }
+
+/// How connecting ended.
+enum Connected {
+    Consumer(Arc<Consumer_>),
+    Stopped,
+    Misconfigured(String),
+}
+
+type Consumer_ = StreamConsumer<KafkaContext>;
 
 /// What to do after a step of the loop.
 enum Flow {
@@ -168,7 +180,7 @@ enum Flow {
 
 /// Everything the apply loop needs.
 pub struct Pipeline {
-    pub kafka: KafkaConfig,
+    pub kafka: KafkaSettings,
     pub topic: String,
     pub topic_partitions: i32,
     pub fetch_wait_max_ms: u32,
@@ -240,8 +252,10 @@ impl Pipeline {
     /// returns after committing the batch in progress. Returns [`ConsumerEnd::Failed`] when it
     /// cannot go on (the caller marks the state; the service is then not ready).
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> ConsumerEnd {
-        let Some(consumer) = self.connect(&mut stop).await else {
-            return ConsumerEnd::Stopped;
+        let consumer = match self.connect(&mut stop).await {
+            Connected::Consumer(consumer) => consumer,
+            Connected::Stopped => return ConsumerEnd::Stopped,
+            Connected::Misconfigured(reason) => return ConsumerEnd::Misconfigured(reason),
         };
         // Aborted however this function ends, a panic included.
         let _probe = AbortOnDrop(tokio::spawn(probe_forever(
@@ -282,11 +296,16 @@ impl Pipeline {
 
     /// Ensures the topics exist and assigns every partition from the stored offsets,
     /// retrying with backoff until it works or the service stops.
-    async fn connect(&self, stop: &mut watch::Receiver<bool>) -> Option<Arc<StreamConsumer>> {
+    async fn connect(&self, stop: &mut watch::Receiver<bool>) -> Connected {
         let mut backoff = Backoff::new(self.backoff_max);
         loop {
             match self.try_connect().await {
-                Ok(consumer) => return Some(consumer),
+                Ok(consumer) => return Connected::Consumer(consumer),
+                Err(e) if service_kit::kafka::is_misconfigured(&e) => {
+                    let reason = format!("{e:#}");
+                    tracing::error!(error = reason, "cannot consume; retrying cannot fix this");
+                    return Connected::Misconfigured(reason);
+                }
                 Err(e) => {
                     tracing::warn!(
                         error = format!("{e:#}"),
@@ -294,40 +313,48 @@ impl Pipeline {
                     );
                     self.metrics.retries.with_label_values(&["connect"]).inc();
                     if !backoff.wait(stop).await {
-                        return None;
+                        return Connected::Stopped;
                     }
                 }
             }
         }
     }
 
-    async fn try_connect(&self) -> anyhow::Result<Arc<StreamConsumer>> {
-        ensure_topic(&self.kafka, self.dead_letters.topic(), 1, METADATA_TIMEOUT)
+    async fn try_connect(&self) -> anyhow::Result<Arc<Consumer_>> {
+        let dead_letters = TopicSpec {
+            name: self.dead_letters.topic(),
+            partitions: 1,
+            config: &[],
+            exact_partitions: false,
+        };
+        ensure_topic(&self.kafka, &dead_letters, METADATA_TIMEOUT)
             .await
             .context("ensuring the dead-letter topic")?;
-        let partitions = ensure_topic(
-            &self.kafka,
-            &self.topic,
-            self.topic_partitions,
-            METADATA_TIMEOUT,
-        )
-        .await
-        .context("ensuring the source topic")?;
-        let fetch_wait = self.fetch_wait_max_ms.to_string();
-        let consumer: StreamConsumer = self
+        let source = TopicSpec {
+            name: &self.topic,
+            partitions: self.topic_partitions,
+            config: &[],
+            exact_partitions: false,
+        };
+        let partitions = ensure_topic(&self.kafka, &source, METADATA_TIMEOUT)
+            .await
+            .context("ensuring the source topic")?;
+        let consumer: Consumer_ = self
             .kafka
-            .client(&[
-                // Required by librdkafka's consumer; never used to join a group or commit.
-                ("group.id", "order-service-view"),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-                ("auto.offset.reset", "earliest"),
-                ("enable.partition.eof", "false"),
-                // Tansu holds a fetch for fetch.wait.max.ms even when data is waiting.
-                ("fetch.wait.max.ms", &fetch_wait),
-            ])
-            .create()
-            .context("creating the consumer")?;
+            .client("the order-events consumer")
+            // Required by librdkafka's consumer; never used to join a group or commit.
+            .tuning("group.id", "order-service-view")
+            .tuning("enable.auto.offset.store", "false")
+            .tuning("auto.offset.reset", "earliest")
+            .tuning("enable.partition.eof", "false")
+            // Short fetch waits: the embedded broker holds a fetch for up to this long.
+            .tuning("fetch.wait.max.ms", self.fetch_wait_max_ms)
+            .require(
+                "enable.auto.commit",
+                "false",
+                "the view's offsets are committed with the view, in SQLite",
+            )
+            .create()?;
         let stored: HashMap<i32, i64> = {
             let store = Arc::clone(&self.store);
             let topic = self.topic.clone();
@@ -604,7 +631,7 @@ impl Pipeline {
 /// Every [`PROBE_INTERVAL`]: measures lag per partition and assigns partitions added to the
 /// topic since start (from the beginning).
 async fn probe_forever(
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<Consumer_>,
     topic: String,
     state: Arc<ConsumerState>,
     metrics: ConsumerMetrics,
@@ -633,13 +660,12 @@ async fn probe_forever(
 }
 
 fn probe_once(
-    consumer: &StreamConsumer,
+    consumer: &Consumer_,
     topic: &str,
     state: &ConsumerState,
     metrics: &ConsumerMetrics,
 ) -> anyhow::Result<()> {
-    if let TopicState::Partitions(count) = topic_state(consumer.client(), topic, METADATA_TIMEOUT)?
-    {
+    if let Some(count) = topic_partitions(consumer.client(), topic, METADATA_TIMEOUT)? {
         let known = state
             .partitions
             .lock()

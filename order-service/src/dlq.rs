@@ -21,7 +21,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::Message;
 
-use crate::kafka::KafkaConfig;
+use service_kit::kafka::{KafkaContext, KafkaSettings};
 
 /// Why a record is poison.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,22 +106,18 @@ impl PublishError {
 
 /// The dead-letter producer.
 pub struct DeadLetters {
-    producer: FutureProducer,
+    producer: FutureProducer<KafkaContext>,
     topic: String,
 }
 
 impl DeadLetters {
     /// An idempotent, `acks=all` producer for `topic` (no network call yet).
-    pub fn new(config: &KafkaConfig, topic: &str) -> anyhow::Result<DeadLetters> {
+    pub fn new(config: &KafkaSettings, topic: &str) -> anyhow::Result<DeadLetters> {
         let producer = config
-            .client(&[
-                ("acks", "all"),
-                ("enable.idempotence", "true"),
-                ("linger.ms", "0"),
-                ("message.timeout.ms", "30000"),
-            ])
-            .create()
-            .context("creating the dead-letter producer")?;
+            .client("the dead-letter producer")
+            .durable_producer(Duration::from_secs(30))
+            .tuning("linger.ms", 0)
+            .create()?;
         Ok(DeadLetters {
             producer,
             topic: topic.to_owned(),

@@ -10,7 +10,7 @@
 //! Map: [`settings`] (configuration), [`domain`] (shipping cost), [`store`] (SQLite),
 //! [`connection`] (noticing clients that went away),
 //! [`consumer`] (the apply loop), [`dlq`] (dead letters), [`waiters`] (read-your-writes),
-//! [`topic_scan`] (reading a topic's keys), [`kafka`] (client plumbing), [`metrics`],
+//! [`topic_scan`] (reading a topic's keys), Kafka clients from `service_kit::kafka`, [`metrics`],
 //! [`routes`] (HTTP), [`openapi`] (the API document and Swagger UI).
 //!
 //! The consumer runs on its own task, watched by [`Application::run_until_stopped`]: if it
@@ -37,7 +37,6 @@ pub mod connection;
 pub mod consumer;
 pub mod dlq;
 pub mod domain;
-pub mod kafka;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -50,7 +49,6 @@ pub use settings::Settings;
 
 use consumer::{ConsumerEnd, ConsumerState, Pipeline};
 use dlq::DeadLetters;
-use kafka::KafkaConfig;
 use metrics::{ConsumerMetrics, TopicScanMetrics};
 use routes::AppState;
 use store::Store;
@@ -85,10 +83,7 @@ impl Application {
             .topic_scan_allowed()
             .context("invalid TOPIC_SCAN_ALLOWED")?;
         let store = Arc::new(Store::open(&settings.data_dir)?);
-        let kafka = KafkaConfig {
-            bootstrap_servers: settings.kafka_bootstrap_servers.clone(),
-            properties: service_kit::kafka_properties(&settings.kafka_properties)?,
-        };
+        let kafka = settings.kafka.resolve()?;
         let mut registry = RegistryConfig::new(settings.schema_registry_url.clone())
             .with_timeout(Duration::from_millis(settings.schema_registry_timeout_ms));
         if is_loopback(&settings.schema_registry_url) {
@@ -124,9 +119,9 @@ impl Application {
 
         let probe = Arc::new(
             kafka
-                .client(&[("group.id", "order-service-probe")])
-                .create()
-                .context("creating the readiness probe client")?,
+                .client("the readiness probe client")
+                .tuning("group.id", "order-service-probe")
+                .create()?,
         );
         let mut http = reqwest::Client::builder();
         if is_loopback(&settings.schema_registry_url) {
@@ -215,16 +210,22 @@ impl Application {
         let served = tokio::select! {
             served = &mut server => Some(served),
             joined = &mut consumer => {
-                let panicked = consumer_ended(joined, &consumer_state);
-                match panicked {
-                    Some(message) if on_panic == OnConsumerPanic::Exit => {
-                        tracing::error!("stopping the service: the consumer panicked");
+                let why = match consumer_ended(joined, &consumer_state) {
+                    Some(End::Panicked(message)) if on_panic == OnConsumerPanic::Exit => {
+                        Some(format!("the consumer task panicked: {message}"))
+                    }
+                    Some(End::Misconfigured(reason)) => Some(format!("cannot consume: {reason}")),
+                    _ => None,
+                };
+                match why {
+                    Some(why) => {
+                        tracing::error!(reason = why, "stopping the service");
                         // The server future must be polled for the stop to complete.
                         let _ = tokio::join!(server_handle.stop(true), &mut server);
                         flush(dead_letters).await?;
-                        anyhow::bail!("the consumer task panicked: {message}");
+                        anyhow::bail!(why);
                     }
-                    _ => None,
+                    None => None,
                 }
             }
         };
@@ -234,7 +235,7 @@ impl Application {
                 let _ = stop.send(true);
                 match consumer.await {
                     Ok(ConsumerEnd::Stopped) => {}
-                    Ok(ConsumerEnd::Failed(reason)) => {
+                    Ok(ConsumerEnd::Failed(reason) | ConsumerEnd::Misconfigured(reason)) => {
                         tracing::error!(%reason, "the consumer had failed");
                     }
                     Err(e) => tracing::error!(error = %e, "the consumer task failed"),
@@ -250,12 +251,18 @@ impl Application {
     }
 }
 
-/// Records in the state how the consumer task ended while the service was running; the
-/// panic message if it panicked.
+/// How the consumer ended, when that should stop the service.
+enum End {
+    Panicked(String),
+    Misconfigured(String),
+}
+
+/// Records in the state how the consumer task ended while the service was running; whether
+/// that should stop the service.
 fn consumer_ended(
     joined: Result<ConsumerEnd, tokio::task::JoinError>,
     state: &ConsumerState,
-) -> Option<String> {
+) -> Option<End> {
     match joined {
         Ok(ConsumerEnd::Failed(reason)) => {
             tracing::error!(%reason, "the consumer failed; the service is not ready");
@@ -266,6 +273,10 @@ fn consumer_ended(
             state.mark_ended("the consumer stopped");
             None
         }
+        Ok(ConsumerEnd::Misconfigured(reason)) => {
+            state.mark_ended(reason.clone());
+            Some(End::Misconfigured(reason))
+        }
         Err(e) if e.is_panic() => {
             let payload = e.into_panic();
             let message = payload
@@ -275,7 +286,7 @@ fn consumer_ended(
                 .unwrap_or_else(|| "(no message)".to_owned());
             tracing::error!(panic = %message, "the consumer task panicked");
             state.mark_ended(format!("the consumer task panicked: {message}"));
-            Some(message)
+            Some(End::Panicked(message))
         }
         Err(e) => {
             tracing::error!(error = %e, "the consumer task was cancelled");

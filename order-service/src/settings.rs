@@ -14,13 +14,9 @@ pub use crate::topic_scan::{AllowedTopics, AllowedTopicsError};
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "order-service", version, about)]
 pub struct Settings {
-    /// Kafka brokers holding the order-events topic.
-    #[arg(
-        long,
-        env = "KAFKA_BOOTSTRAP_SERVERS",
-        default_value = "127.0.0.1:9092"
-    )]
-    pub kafka_bootstrap_servers: String,
+    /// How to reach Kafka (servers, pass-through properties, secret files).
+    #[command(flatten)]
+    pub kafka: service_kit::kafka::KafkaArgs,
     /// The Schema Registry resolving writer schemas.
     #[arg(
         long,
@@ -95,9 +91,6 @@ pub struct Settings {
     #[arg(long, env = "DLQ_PUBLISH_MAX_ATTEMPTS", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub dlq_publish_max_attempts: u32,
-    /// Extra librdkafka properties, `key=value`, repeatable (also `KAFKA_PROPERTY_<NAME>`).
-    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
-    pub kafka_properties: Vec<String>,
     /// Test-only fault injection (compiled only with the `fault-injection` feature): the
     /// consumer panics when it reads a record with this key. Hidden from `--help`.
     #[cfg(feature = "fault-injection")]
@@ -121,7 +114,7 @@ impl Settings {
     /// Defaults for tests: the given broker, registry and data directory, a free port.
     pub fn for_tests(bootstrap: &str, registry_url: &str, data_dir: PathBuf) -> Settings {
         Settings {
-            kafka_bootstrap_servers: bootstrap.to_string(),
+            kafka: service_kit::kafka::KafkaArgs::new(bootstrap),
             schema_registry_url: registry_url.to_string(),
             kafka_topic: ORDER_EVENTS_TOPIC.to_string(),
             kafka_dlq_topic: ORDER_EVENTS_DLQ_TOPIC.to_string(),
@@ -139,7 +132,6 @@ impl Settings {
             topic_scan_max_concurrent: 4,
             consumer_stall_timeout_ms: 60_000,
             dlq_publish_max_attempts: 5,
-            kafka_properties: vec![],
             #[cfg(feature = "fault-injection")]
             fault_panic_on_key: None,
         }

@@ -28,8 +28,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::Semaphore;
 
 use crate::connection::ClientSocket;
-use crate::kafka::{topic_state, KafkaConfig, TopicState};
 use crate::metrics::TopicScanMetrics;
+use service_kit::kafka::{topic_partitions, KafkaContext, KafkaSettings};
 
 /// How often a running scan looks at its client's socket.
 const CLIENT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
@@ -37,7 +37,7 @@ const CLIENT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// The scan endpoint's gate: which topics may be read, how many scans run at once, and the
 /// limits of each. Shared by every HTTP worker.
 pub struct Scanner {
-    kafka: KafkaConfig,
+    kafka: KafkaSettings,
     allowed: AllowedTopics,
     limits: ScanLimits,
     slots: Arc<Semaphore>,
@@ -51,7 +51,7 @@ pub struct Busy;
 
 impl Scanner {
     pub fn new(
-        kafka: KafkaConfig,
+        kafka: KafkaSettings,
         allowed: AllowedTopics,
         limits: ScanLimits,
         max_concurrent: usize,
@@ -293,7 +293,7 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
 /// Returns [`ScanError::Cancelled`] soon after `cancelled` returns true (it is asked before
 /// every request to Kafka and at least every 200 ms).
 pub fn scan_keys(
-    kafka: &KafkaConfig,
+    kafka: &KafkaSettings,
     topic: &str,
     limits: &ScanLimits,
     cancelled: &mut dyn FnMut() -> bool,
@@ -307,23 +307,30 @@ pub fn scan_keys(
     let remaining = || deadline.saturating_duration_since(Instant::now());
     let request_timeout = || remaining().min(Duration::from_secs(10));
     let fetch_wait = fetch_wait_max_ms.to_string();
-    let consumer: BaseConsumer = kafka
-        .client(&[
-            ("group.id", "order-service-topic-scan"),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("enable.partition.eof", "true"),
-            ("auto.offset.reset", "earliest"),
-            ("fetch.wait.max.ms", &fetch_wait),
-        ])
+    let consumer: BaseConsumer<KafkaContext> = kafka
+        .client("the topic scan consumer")
+        .tuning("group.id", "order-service-topic-scan")
+        .tuning("enable.auto.offset.store", "false")
+        .tuning("auto.offset.reset", "earliest")
+        .tuning("fetch.wait.max.ms", &fetch_wait)
+        .require(
+            "enable.auto.commit",
+            "false",
+            "a scan never commits offsets",
+        )
+        .require(
+            "enable.partition.eof",
+            "true",
+            "a scan knows it reached the end of a partition",
+        )
         .create()
-        .map_err(|e| ScanError::Unavailable(format!("creating a consumer: {e}")))?;
+        .map_err(|e| ScanError::Unavailable(format!("{e:#}")))?;
 
-    let partitions = match topic_state(consumer.client(), topic, request_timeout())
-        .map_err(|e| ScanError::Unavailable(format!("{e:#}")))?
+    let partitions = match topic_partitions(consumer.client(), topic, request_timeout())
+        .map_err(|e| ScanError::Unavailable(format!("fetching the cluster metadata: {e}")))?
     {
-        TopicState::Missing => return Err(ScanError::NotFound(topic.to_owned())),
-        TopicState::Partitions(n) => n,
+        None => return Err(ScanError::NotFound(topic.to_owned())),
+        Some(n) => n,
     };
 
     // The end of each partition, as of now; empty partitions are done before they start.

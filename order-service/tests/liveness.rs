@@ -79,7 +79,7 @@ async fn a_dead_letter_that_cannot_be_published_stops_consumption_loudly() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = env.settings(dir.path().to_path_buf());
     // The smallest librdkafka allows; the poison record below is larger.
-    settings.kafka_properties = vec!["message.max.bytes=1000".into()];
+    settings.kafka.properties = vec!["message.max.bytes=1000".into()];
     settings.dlq_publish_max_attempts = 3;
     settings.retry_backoff_max_ms = 200;
     let service = order_service::spawn(settings).await.unwrap();

@@ -46,13 +46,10 @@ use tls::TlsFiles;
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "schema-registry", version, about)]
 pub struct Settings {
-    /// Kafka brokers holding the `_schemas` topic.
-    #[arg(
-        long,
-        env = "KAFKA_BOOTSTRAP_SERVERS",
-        default_value = "127.0.0.1:9092"
-    )]
-    pub kafka_bootstrap_servers: String,
+    /// How to reach the Kafka cluster holding the `_schemas` topic (servers, pass-through
+    /// properties, secret files).
+    #[command(flatten)]
+    pub kafka: service_kit::kafka::KafkaArgs,
     /// Address to listen on.
     #[arg(long, env = "API_HOST", default_value = "127.0.0.1")]
     pub api_host: String,
@@ -76,9 +73,6 @@ pub struct Settings {
     /// The largest request body accepted, in bytes; larger ones are refused with 413.
     #[arg(long, env = "SCHEMA_REGISTRY_MAX_REQUEST_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub max_request_bytes: usize,
-    /// Extra librdkafka properties, `key=value`, repeatable (also `KAFKA_PROPERTY_<NAME>`).
-    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
-    pub kafka_properties: Vec<String>,
     /// PEM certificate chain for HTTPS (with `API_TLS_KEY_FILE`; neither: plain HTTP).
     #[arg(long, env = "API_TLS_CERT_FILE", value_name = "PATH")]
     pub api_tls_cert_file: Option<PathBuf>,
@@ -95,7 +89,7 @@ impl Settings {
     /// Defaults for a broker at `bootstrap` on a free port (for tests).
     pub fn for_tests(bootstrap: &str) -> Settings {
         Settings {
-            kafka_bootstrap_servers: bootstrap.to_string(),
+            kafka: service_kit::kafka::KafkaArgs::new(bootstrap),
             api_host: "127.0.0.1".to_string(),
             api_port: 0,
             schema_registry_topic: "_schemas".to_string(),
@@ -103,7 +97,6 @@ impl Settings {
             kafka_fetch_wait_max_ms: 10,
             max_schema_bytes: 256 * 1024,
             max_request_bytes: 2 * 1024 * 1024,
-            kafka_properties: vec![],
             api_tls_cert_file: None,
             api_tls_key_file: None,
             schema_registry_auth_file: None,
@@ -162,9 +155,8 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let security = Security::load(&settings)?;
         let store = Store::open(StoreSettings {
-            bootstrap_servers: settings.kafka_bootstrap_servers.clone(),
+            kafka: settings.kafka.resolve()?,
             topic: settings.schema_registry_topic.clone(),
-            kafka_properties: service_kit::kafka_properties(&settings.kafka_properties)?,
             fetch_wait_max_ms: settings.kafka_fetch_wait_max_ms,
             timeout: Duration::from_millis(settings.schema_registry_timeout_ms),
         })

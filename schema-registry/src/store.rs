@@ -14,12 +14,11 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use service_kit::kafka::{KafkaContext, KafkaSettings, TopicSpec};
 use tokio::sync::{watch, Mutex, MutexGuard};
 
 use crate::model::{Model, Outcome};
@@ -28,10 +27,9 @@ use crate::records::{Record, RecordKey};
 /// How to reach the topic.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
-    pub bootstrap_servers: String,
+    /// How to reach Kafka (servers, SASL, TLS, ...).
+    pub kafka: KafkaSettings,
     pub topic: String,
-    /// librdkafka properties passed through (SASL, TLS, ...).
-    pub kafka_properties: Vec<(String, String)>,
     /// `fetch.wait.max.ms` for the reader. Tansu holds a fetch for this long even when data is
     /// there, so a small value keeps writes fast; Apache Kafka answers early and does not care.
     pub fetch_wait_max_ms: u32,
@@ -54,8 +52,8 @@ pub enum StoreError {
 /// The model, the reader that keeps it current and the producer that appends to the log.
 pub struct Store {
     model: Arc<RwLock<Model>>,
-    producer: FutureProducer,
-    watermarks: Arc<BaseConsumer>,
+    producer: FutureProducer<KafkaContext>,
+    watermarks: Arc<BaseConsumer<KafkaContext>>,
     applied: watch::Receiver<i64>,
     write_lock: Mutex<()>,
     settings: StoreSettings,
@@ -66,39 +64,34 @@ pub struct Store {
 impl Store {
     /// Creates the topic if needed, starts the reader and waits until it has replayed the log.
     pub async fn open(settings: StoreSettings) -> anyhow::Result<Store> {
-        let client_config = |extra: &[(&str, &str)]| {
-            let mut config = ClientConfig::new();
-            config.set("bootstrap.servers", &settings.bootstrap_servers);
-            for (key, value) in &settings.kafka_properties {
-                config.set(key, value);
-            }
-            for (key, value) in extra {
-                config.set(*key, *value);
-            }
-            config
+        // One partition: the log's order is the registry's order of events.
+        let topic = TopicSpec {
+            name: &settings.topic,
+            partitions: 1,
+            config: &[("cleanup.policy", "compact")],
+            exact_partitions: true,
         };
-        ensure_topic(&client_config(&[]), &settings).await?;
+        service_kit::kafka::ensure_topic(&settings.kafka, &topic, settings.timeout).await?;
 
-        let timeout_ms = settings.timeout.as_millis().to_string();
-        let producer: FutureProducer = client_config(&[
-            ("acks", "all"),
-            ("enable.idempotence", "true"),
-            ("linger.ms", "0"),
-            ("message.timeout.ms", &timeout_ms),
-        ])
-        .create()
-        .context("creating the _schemas producer")?;
-        let fetch_wait = settings.fetch_wait_max_ms.to_string();
-        let consumer_config = client_config(&[
-            ("group.id", "schema-registry-reader"),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("fetch.wait.max.ms", &fetch_wait),
-            ("enable.partition.eof", "false"),
-        ]);
-        let reader: StreamConsumer = consumer_config
-            .create()
-            .context("creating the _schemas reader")?;
+        let producer: FutureProducer<KafkaContext> = settings
+            .kafka
+            .client("the _schemas producer")
+            .durable_producer(settings.timeout)
+            .tuning("linger.ms", 0)
+            .create()?;
+        let consumer_config = settings
+            .kafka
+            .client("the _schemas reader")
+            .tuning("group.id", "schema-registry-reader")
+            .tuning("enable.auto.offset.store", "false")
+            .tuning("fetch.wait.max.ms", settings.fetch_wait_max_ms)
+            .tuning("enable.partition.eof", "false")
+            .require(
+                "enable.auto.commit",
+                "false",
+                "every instance reads the whole log from the beginning",
+            );
+        let reader: StreamConsumer<KafkaContext> = consumer_config.create()?;
         let mut assignment = TopicPartitionList::new();
         assignment
             .add_partition_offset(&settings.topic, 0, Offset::Beginning)
@@ -106,9 +99,7 @@ impl Store {
         reader
             .assign(&assignment)
             .context("assigning the _schemas partition")?;
-        let watermarks: BaseConsumer = consumer_config
-            .create()
-            .context("creating the watermark client")?;
+        let watermarks: BaseConsumer<KafkaContext> = consumer_config.create()?;
 
         let model = Arc::new(RwLock::new(Model::default()));
         let (applied_tx, applied) = watch::channel(0_i64);
@@ -283,7 +274,7 @@ pub fn monitor(
 }
 
 async fn read_forever(
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<KafkaContext>,
     model: Arc<RwLock<Model>>,
     applied: watch::Sender<i64>,
 ) {
@@ -308,50 +299,6 @@ async fn read_forever(
             }
         }
     }
-}
-
-/// Creates the single-partition, compacted topic unless it exists.
-async fn ensure_topic(config: &ClientConfig, settings: &StoreSettings) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        config.create().context("creating an admin client")?;
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, settings.timeout)
-        .with_context(|| {
-            format!(
-                "cannot reach the Kafka broker at {}",
-                settings.bootstrap_servers
-            )
-        })?;
-    if let Some(topic) = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == settings.topic && t.error().is_none())
-    {
-        if topic.partitions().len() != 1 {
-            anyhow::bail!(
-                "topic {} has {} partitions; the registry needs exactly one",
-                settings.topic,
-                topic.partitions().len()
-            );
-        }
-        return Ok(());
-    }
-    let replication = metadata.brokers().len().clamp(1, 3) as i32;
-    let topic = NewTopic::new(&settings.topic, 1, TopicReplication::Fixed(replication))
-        .set("cleanup.policy", "compact");
-    let results = admin
-        .create_topics([&topic], &AdminOptions::new())
-        .await
-        .with_context(|| format!("creating topic {}", settings.topic))?;
-    for result in results {
-        match result {
-            Ok(_) => {}
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => anyhow::bail!("creating topic {name}: {code}"),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

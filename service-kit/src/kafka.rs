@@ -29,7 +29,7 @@ use anyhow::Context as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::config::{FromClientConfigAndContext, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -875,7 +875,7 @@ mod tests {
             .expect("resolves");
         let error = settings
             .client("the health client")
-            .create::<BaseConsumer<KafkaContext>>()
+            .create::<rdkafka::consumer::BaseConsumer<KafkaContext>>()
             .err()
             .expect("librdkafka refuses the value");
         assert!(is_misconfigured(&error));

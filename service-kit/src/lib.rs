@@ -30,29 +30,6 @@ pub fn status_body(status: &str) -> serde_json::Value {
     serde_json::json!({ "status": status })
 }
 
-/// librdkafka properties passed through from the environment, for SASL/TLS clusters and tuning.
-///
-/// Every variable `KAFKA_PROPERTY_<NAME>` becomes the property `<name>` with `_` read as `.`
-/// (`KAFKA_PROPERTY_SECURITY_PROTOCOL=SASL_SSL` sets `security.protocol`). Flags given on the
-/// command line as `--kafka-property key=value` come after, so they win.
-pub fn kafka_properties(flags: &[String]) -> anyhow::Result<Vec<(String, String)>> {
-    const PREFIX: &str = "KAFKA_PROPERTY_";
-    let mut properties: Vec<(String, String)> = std::env::vars()
-        .filter_map(|(name, value)| {
-            name.strip_prefix(PREFIX)
-                .map(|rest| (rest.to_ascii_lowercase().replace('_', "."), value))
-        })
-        .collect();
-    properties.sort();
-    for flag in flags {
-        let (key, value) = flag
-            .split_once('=')
-            .with_context(|| format!("--kafka-property {flag:?} is not key=value"))?;
-        properties.push((key.trim().to_string(), value.to_string()));
-    }
-    Ok(properties)
-}
-
 /// A service serving from a task of this process (for embedding it, and for tests): its URL,
 /// and the task, which is aborted when this is dropped.
 pub struct Spawned<R> {

@@ -14,9 +14,9 @@ use actix_web::{get, HttpResponse};
 use rdkafka::consumer::Consumer;
 use service_kit::metrics::Metrics;
 
-use crate::kafka::{topic_state, TopicState};
 use crate::routes::dto::StatusResponse;
 use crate::routes::AppState;
+use service_kit::kafka::topic_partitions;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -57,14 +57,15 @@ async fn check(state: &AppState) -> Result<(), String> {
     state.consumer.health()?;
     let probe = state.probe.clone();
     let topic = state.topic.clone();
-    let broker =
-        tokio::task::spawn_blocking(move || topic_state(probe.client(), &topic, CHECK_TIMEOUT))
-            .await
-            .map_err(|e| format!("broker check failed: {e}"))?;
+    let broker = tokio::task::spawn_blocking(move || {
+        topic_partitions(probe.client(), &topic, CHECK_TIMEOUT)
+    })
+    .await
+    .map_err(|e| format!("broker check failed: {e}"))?;
     match broker {
-        Ok(TopicState::Partitions(_)) => {}
-        Ok(TopicState::Missing) => return Err(format!("topic {} does not exist", state.topic)),
-        Err(e) => return Err(format!("Kafka is unreachable: {e:#}")),
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(format!("topic {} does not exist", state.topic)),
+        Err(e) => return Err(format!("Kafka is unreachable: {e}")),
     }
     let url = format!("{}/subjects", state.registry_url.trim_end_matches('/'));
     match state.http.get(&url).timeout(CHECK_TIMEOUT).send().await {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use actix_web::web;
 use rdkafka::consumer::BaseConsumer;
 use service_kit::http_error::{FieldProblem, HttpError};
+use service_kit::kafka::KafkaContext;
 
 use crate::consumer::ConsumerState;
 use crate::store::Store;
@@ -34,7 +35,7 @@ pub struct AppState {
     /// `getAllOrderIdsFromTopic`: allowed topics, concurrency and limits.
     pub scanner: Scanner,
     /// A client for `/ready`'s broker check (no network until used).
-    pub probe: Arc<BaseConsumer>,
+    pub probe: Arc<BaseConsumer<KafkaContext>>,
     pub registry_url: String,
     pub http: reqwest::Client,
 }
