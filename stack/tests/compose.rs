@@ -5,8 +5,11 @@
 //! every variable a service is given is one its binary reads (its `--help` lists them), the
 //! topics the init container creates are the ones the services use, with the partitions they
 //! expect, each image builds a workspace binary and runs it as a non-root user, every
-//! long-running service has a health check the others wait for, and the single Kafka node runs
-//! in KRaft mode with replication factors it can satisfy.
+//! long-running service has a health check the others wait for, the single Kafka node runs
+//! in KRaft mode with replication factors it can satisfy, and every port is published on
+//! 127.0.0.1 only. `docker-compose.secured.yml` (the services against a SASL_SSL cluster and an
+//! https registry with basic auth) is held to the same variables, and its passwords reach the
+//! containers only as compose secrets.
 
 #![allow(clippy::unwrap_used)]
 
@@ -43,12 +46,21 @@ fn compose_file() -> PathBuf {
     root().join("docker-compose.yml")
 }
 
+/// The example of the services against a secured cluster and registry.
+const SECURED_FILE: &str = "docker-compose.secured.yml";
+
 /// Runs Debian's docker-compose on the root's compose file.
 fn docker_compose(args: &[&str]) -> std::process::Output {
+    docker_compose_on(&compose_file(), &[], args)
+}
+
+/// Runs Debian's docker-compose on `file` with `env` added to its environment.
+fn docker_compose_on(file: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
     Command::new("docker-compose")
         .arg("-f")
-        .arg(compose_file())
+        .arg(file)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(root())
         .output()
         .unwrap_or_else(|e| {
@@ -86,6 +98,55 @@ fn scalar(value: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
+}
+
+/// A published port: host address (empty: every interface), host port, container port.
+#[derive(Debug, PartialEq)]
+struct Published {
+    host_ip: String,
+    published: String,
+    target: String,
+}
+
+/// A service's published ports, in either form docker-compose's `config` prints: the long form
+/// (`target`, `published`, `host_ip`) or `[HOST_IP:]PUBLISHED:TARGET[/PROTOCOL]`.
+fn published_ports(service: &Value) -> Vec<Published> {
+    let Some(ports) = service["ports"].as_array() else {
+        return Vec::new();
+    };
+    ports
+        .iter()
+        .map(|port| match port {
+            Value::Object(_) => Published {
+                host_ip: scalar(&port["host_ip"]),
+                published: scalar(&port["published"]),
+                target: scalar(&port["target"]),
+            },
+            other => {
+                let text = scalar(other);
+                let text = text.split('/').next().unwrap_or_default();
+                let parts: Vec<&str> = text.rsplitn(3, ':').collect();
+                match parts.as_slice() {
+                    [target] => Published {
+                        host_ip: String::new(),
+                        published: String::new(),
+                        target: target.to_string(),
+                    },
+                    [target, published] => Published {
+                        host_ip: String::new(),
+                        published: published.to_string(),
+                        target: target.to_string(),
+                    },
+                    [target, published, host_ip] => Published {
+                        host_ip: host_ip.to_string(),
+                        published: published.to_string(),
+                        target: target.to_string(),
+                    },
+                    _ => panic!("unreadable port {text:?}"),
+                }
+            }
+        })
+        .collect()
 }
 
 /// A service's `environment`, in either of compose's two forms.
@@ -486,7 +547,7 @@ fn dockerfiles_pass_hadolint() {
 
 #[test]
 fn services_are_given_only_variables_their_binaries_read() {
-    let service_kit: String = ["lib.rs", "telemetry.rs"]
+    let service_kit: String = ["lib.rs", "telemetry.rs", "kafka.rs"]
         .iter()
         .map(|f| std::fs::read_to_string(root().join("service-kit/src").join(f)).unwrap())
         .collect();
@@ -531,10 +592,10 @@ fn services_are_given_only_variables_their_binaries_read() {
         );
         let port = value_of(&image, &help, "API_PORT").unwrap();
         let service = &services()[&image.service];
-        let targets: Vec<String> = service["ports"]
-            .as_array()
-            .map(|ports| ports.iter().map(|p| scalar(&p["target"])).collect())
-            .unwrap_or_default();
+        let targets: Vec<String> = published_ports(service)
+            .into_iter()
+            .map(|p| p.target)
+            .collect();
         assert_eq!(
             targets,
             vec![port.clone()],
@@ -909,4 +970,170 @@ fn dockerignore_keeps_what_the_build_needs() {
             );
         }
     }
+}
+
+/// `docker-compose.secured.yml` as docker-compose resolves it, with the variables it requires
+/// set to placeholders (docker-compose does not open the secret files to print the config).
+fn secured_config() -> &'static Value {
+    static CONFIG: OnceLock<Value> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let output = docker_compose_on(&root().join(SECURED_FILE), &SECURED_ENV, &["config"]);
+        assert!(
+            output.status.success(),
+            "docker-compose config rejects {SECURED_FILE}:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_yaml_ng::from_slice(&output.stdout).unwrap()
+    })
+}
+
+/// What an operator exports before using the secured example (its header says so).
+const SECURED_ENV: [(&str, &str); 5] = [
+    ("KAFKA_BOOTSTRAP_SERVERS", "pkc-test.example.com:9092"),
+    ("KAFKA_SASL_USERNAME", "API-KEY"),
+    ("SCHEMA_REGISTRY_URL", "https://psrc-test.example.com"),
+    ("KAFKA_SASL_PASSWORD_SECRET", "/secrets/kafka-api-secret"),
+    (
+        "SCHEMA_REGISTRY_USER_INFO_SECRET",
+        "/secrets/registry-user-info",
+    ),
+];
+
+#[test]
+fn every_port_is_published_on_loopback_only() {
+    for (file, config) in [
+        ("docker-compose.yml", config()),
+        (SECURED_FILE, secured_config()),
+    ] {
+        let services = config["services"].as_object().unwrap();
+        for (name, service) in services {
+            for port in published_ports(service) {
+                assert_eq!(
+                    port.host_ip, "127.0.0.1",
+                    "{file}: {name} publishes {port:?} beyond this machine"
+                );
+                assert!(!port.published.is_empty(), "{file}: {name}: {port:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_secured_example_refuses_to_start_without_its_settings() {
+    let output = docker_compose_on(
+        &root().join(SECURED_FILE),
+        &SECURED_ENV[1..],
+        &["config", "-q"],
+    );
+    assert!(!output.status.success(), "config passed without a cluster");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("set KAFKA_BOOTSTRAP_SERVERS"), "{stderr}");
+}
+
+/// The variable names of the commented-out `NAME: value` lines: optional settings the reader
+/// may uncomment, which must be read as much as the others.
+fn commented_variables(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.trim_start().strip_prefix('#'))
+        .filter_map(|line| line.trim_start().split_once(": "))
+        .map(|(name, _)| name.to_string())
+        .filter(|name| {
+            name.len() > 2
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .collect()
+}
+
+#[test]
+fn the_secured_example_sets_only_read_variables_and_passes_passwords_as_secrets() {
+    let config = secured_config();
+    let services = config["services"].as_object().unwrap();
+    let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();
+    assert_eq!(names, BTreeSet::from(["cart-service", "order-service"]));
+    let declared = config["secrets"].as_object().expect("top-level secrets");
+    let text = std::fs::read_to_string(root().join(SECURED_FILE)).unwrap();
+    let optional = commented_variables(&text);
+    for name in ["KAFKA_PROPERTY_SSL_CA_LOCATION", "SCHEMA_REGISTRY_CA_FILE"] {
+        assert!(
+            optional.iter().any(|o| o == name),
+            "{SECURED_FILE} shows no optional {name}: {optional:?}"
+        );
+    }
+    let images = images();
+    let mut problems = Vec::new();
+    for (name, service) in services {
+        // The same image as docker-compose.yml builds, so the same binary.
+        let image = images.iter().find(|i| i.service == *name).unwrap();
+        let dockerfile = PathBuf::from(scalar(&service["build"]["context"]))
+            .join(service["build"]["dockerfile"].as_str().unwrap());
+        assert_eq!(dockerfile, image.path, "{name} builds another Dockerfile");
+        let binary = image.binary();
+        let help = binary_env(&binary);
+        let env = environment(service);
+
+        assert_eq!(
+            env["KAFKA_PROPERTY_SECURITY_PROTOCOL"], "SASL_SSL",
+            "{name}"
+        );
+        assert_eq!(env["KAFKA_PROPERTY_SASL_MECHANISM"], "PLAIN", "{name}");
+        assert_eq!(env["KAFKA_PROPERTY_SASL_USERNAME"], "API-KEY", "{name}");
+        assert_eq!(env["KAFKA_BOOTSTRAP_SERVERS"], SECURED_ENV[0].1, "{name}");
+        assert!(env["SCHEMA_REGISTRY_URL"].starts_with("https://"), "{name}");
+
+        for var in env.keys().chain(optional.iter()) {
+            let read = help.contains_key(var)
+                || SERVICE_KIT_ENV.iter().any(|(n, _)| n == var)
+                || var.starts_with(PASS_THROUGH_PREFIX);
+            if !read {
+                problems.push(format!("{name}: {binary} does not read {var}"));
+            }
+            let secret_like = ["PASSWORD", "SECRET", "USER_INFO"]
+                .iter()
+                .any(|word| var.contains(word));
+            if secret_like && !var.ends_with("_FILE") {
+                problems.push(format!("{name}: {var} puts a secret in the environment"));
+            }
+        }
+
+        // Each *_FILE secret points at a secret mounted into this service, backed by a file.
+        let mounted: BTreeMap<String, String> = service["secrets"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|item| {
+                        let source = match item {
+                            Value::Object(_) => scalar(&item["source"]),
+                            other => scalar(other),
+                        };
+                        let target = match scalar(&item["target"]) {
+                            t if t.is_empty() => format!("/run/secrets/{source}"),
+                            t if t.starts_with('/') => t,
+                            t => format!("/run/secrets/{t}"),
+                        };
+                        (target, source)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for var in [
+            "KAFKA_SASL_PASSWORD_FILE",
+            "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE",
+        ] {
+            let path = env
+                .get(var)
+                .unwrap_or_else(|| panic!("{name}: {var} is not set"));
+            let source = mounted
+                .get(path)
+                .unwrap_or_else(|| panic!("{name}: {var}={path} is no mounted secret"));
+            let file = scalar(&declared[source.as_str()]["file"]);
+            assert!(
+                SECURED_ENV.iter().any(|(_, v)| *v == file),
+                "{name}: secret {source} is not the operator's file ({file})"
+            );
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
