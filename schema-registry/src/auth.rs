@@ -307,6 +307,7 @@ pub struct Authenticator {
     cache: Mutex<Cache>,
     permits: Arc<Semaphore>,
     max_concurrent: usize,
+    queue_wait: Duration,
     stats: Arc<Stats>,
 }
 
@@ -325,6 +326,7 @@ impl Authenticator {
             cache: Mutex::new(Cache::default()),
             permits: Arc::new(Semaphore::new(max_concurrent)),
             max_concurrent,
+            queue_wait: QUEUE_WAIT,
             stats: Arc::new(Stats::default()),
         })
     }
@@ -367,7 +369,7 @@ impl Authenticator {
             }
         }
         let hash = known.as_ref().map_or(&self.decoy, |k| &k.hash).clone();
-        let permit = tokio::time::timeout(QUEUE_WAIT, self.permits.clone().acquire_owned())
+        let permit = tokio::time::timeout(self.queue_wait, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| Denied::Busy)?
             .map_err(|_| Denied::Busy)?;
@@ -461,10 +463,9 @@ pub fn forbidden(principal: &Principal, method: &Method, path: &str) -> HttpResp
 }
 
 fn busy() -> HttpResponse {
-    let mut response = ApiError::new(
+    let mut response = ApiError::http(
         StatusCode::SERVICE_UNAVAILABLE,
-        50301,
-        "Too many password checks in progress; retry shortly",
+        Some("too many password checks in progress; retry shortly"),
     )
     .error_response();
     response
@@ -717,6 +718,29 @@ mod tests {
             .authenticate(Some(&basic("bob", "wonderland")))
             .await
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn while_every_check_is_taken_known_credentials_pass_and_new_ones_are_turned_away_as_busy(
+    ) {
+        let mut auth = authenticator(1);
+        auth.queue_wait = Duration::from_millis(200);
+        assert!(auth
+            .authenticate(Some(&basic("alice", "wonderland")))
+            .await
+            .is_ok());
+        // Someone holds the only turn (a flood of wrong passwords would).
+        let _held = auth.permits.clone().acquire_owned().await.expect("permit");
+        // A remembered user still gets in (without the cache it would wait, then be refused).
+        assert!(auth
+            .authenticate(Some(&basic("alice", "wonderland")))
+            .await
+            .is_ok());
+        assert_eq!(
+            auth.authenticate(Some(&basic("bob", "builder"))).await,
+            Err(Denied::Busy)
+        );
+        assert_eq!(auth.verifications(), 1);
     }
 
     #[test]

@@ -20,9 +20,11 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Reads a password from standard input (one line; never from the command line, where
-    /// other users and the shell history would see it) and prints its Argon2id hash for
-    /// SCHEMA_REGISTRY_AUTH_FILE; with --user and --role, prints the whole line.
+    /// Prints the Argon2id hash of a password read from standard input, for the users file.
+    ///
+    /// The password is one line of standard input, never an argument, where other users and the
+    /// shell history would see it. With --user and --role, prints the whole
+    /// `name:hash:role` line for SCHEMA_REGISTRY_AUTH_FILE.
     HashPassword {
         /// The user the line is for.
         #[arg(long, requires = "role")]
