@@ -28,7 +28,6 @@
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::time::Duration;
 
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
@@ -38,102 +37,14 @@ use schema_registry_converter::schema_registry_common::{
 };
 
 use crate::domain::OrderEvent;
-use crate::error::{ContractError, DecodeError};
+use crate::error::{ContractError, DecodeError, RegistryError, RegistryFailure};
 use crate::reader::EventReader;
+use crate::registry::RegistryConfig;
 use crate::schema::{value_subject, ORDER_EVENT_RECORD_NAME, ORDER_EVENT_SCHEMA};
 use crate::wire::{frame, parse_frame};
 
 /// The registry's error code for "schema not found".
 pub const SCHEMA_NOT_FOUND: u32 = 40403;
-
-/// Basic authentication for the Schema Registry (e.g. a Confluent Cloud API key and secret).
-#[derive(Clone, PartialEq, Eq)]
-pub struct BasicAuth {
-    /// User name or API key.
-    pub username: String,
-    /// Password or API secret.
-    pub password: Option<String>,
-}
-
-impl fmt::Debug for BasicAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BasicAuth")
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
-}
-
-/// Where and how to reach the Schema Registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistryConfig {
-    /// Base URL, e.g. `http://localhost:8081`.
-    pub url: String,
-    /// Timeout for connecting and for each request; `None` keeps the client's default (30 s).
-    pub timeout: Option<Duration>,
-    /// Basic authentication, if the registry requires it.
-    pub basic_auth: Option<BasicAuth>,
-    /// Ignore `HTTP(S)_PROXY` environment variables (useful for a registry on localhost).
-    pub no_proxy: bool,
-}
-
-impl RegistryConfig {
-    /// A configuration with defaults: no timeout override, no authentication, proxies from
-    /// the environment.
-    pub fn new(url: impl Into<String>) -> Self {
-        RegistryConfig {
-            url: url.into(),
-            timeout: None,
-            basic_auth: None,
-            no_proxy: false,
-        }
-    }
-
-    /// Sets the request timeout.
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Sets basic authentication.
-    #[must_use]
-    pub fn with_basic_auth(
-        mut self,
-        username: impl Into<String>,
-        password: Option<String>,
-    ) -> Self {
-        self.basic_auth = Some(BasicAuth {
-            username: username.into(),
-            password,
-        });
-        self
-    }
-
-    /// Ignores proxies from the environment.
-    #[must_use]
-    pub fn without_proxy(mut self) -> Self {
-        self.no_proxy = true;
-        self
-    }
-
-    fn settings(&self) -> Result<SrSettings, ContractError> {
-        let mut builder = SrSettings::new_builder(self.url.clone());
-        if let Some(timeout) = self.timeout {
-            builder.set_timeout(timeout);
-        }
-        if let Some(auth) = &self.basic_auth {
-            builder.set_basic_authorization(&auth.username, auth.password.as_deref());
-        }
-        if self.no_proxy {
-            builder.no_proxy();
-        }
-        builder.build().map_err(|source| ContractError::Config {
-            url: self.url.clone(),
-            source,
-        })
-    }
-}
 
 /// Encodes and decodes [`OrderEvent`]s in the Confluent wire format for one topic.
 ///
@@ -142,6 +53,9 @@ impl RegistryConfig {
 pub struct OrderEventCodec {
     topic: String,
     subject: String,
+    /// The registry URL without user info, for messages.
+    registry_url: String,
+    settings: SrSettings,
     encoder: AvroEncoder,
     decoder: AvroDecoder,
     reader: EventReader,
@@ -152,6 +66,7 @@ impl fmt::Debug for OrderEventCodec {
         f.debug_struct("OrderEventCodec")
             .field("topic", &self.topic)
             .field("subject", &self.subject)
+            .field("registry_url", &self.registry_url)
             .finish_non_exhaustive()
     }
 }
@@ -165,7 +80,9 @@ impl OrderEventCodec {
         Ok(OrderEventCodec {
             subject: value_subject(&topic),
             topic,
+            registry_url: config.display_url(),
             encoder: AvroEncoder::new(settings.clone()),
+            settings: settings.clone(),
             decoder: AvroDecoder::new(settings),
             reader: EventReader::new(),
         })
@@ -198,7 +115,9 @@ impl OrderEventCodec {
     /// and [`encode`](Self::encode), do not ask the registry again.
     ///
     /// Fails if the registry is unreachable (retriable) or rejects the schema, e.g. as
-    /// incompatible with the subject's previous versions (HTTP 409, not retriable).
+    /// incompatible with the subject's previous versions (HTTP 409, not retriable). Refused
+    /// credentials (401/403) and TLS failures are not retriable either
+    /// ([`ContractError::is_fatal`]): retrying cannot fix a configuration.
     pub async fn register(&self) -> Result<u32, ContractError> {
         match self
             .encoder
@@ -207,19 +126,38 @@ impl OrderEventCodec {
         {
             Ok(schema) => Ok(schema.id),
             Err(source) => {
-                let retriable = is_transient(&source);
-                if retriable {
+                let error = self.registry_error(source);
+                if error.is_retriable() {
                     // The crate caches non-retriable errors such as a 500; make the next
                     // attempt ask the registry again.
                     self.encoder.remove_errors_from_cache();
                 }
-                Err(ContractError::Registry {
-                    subject: self.subject.clone(),
-                    retriable,
-                    source,
-                })
+                Err(error)
             }
         }
+    }
+
+    /// Checks that the registry answers a read with our settings (`GET /subjects`): the URL,
+    /// TLS and the credentials. For a consumer's start-up, where [`register`](Self::register)
+    /// is not called (a read-only user suffices). Errors as for `register`: retriable when
+    /// the registry is unreachable, fatal for refused credentials or a failed TLS handshake.
+    pub async fn check_access(&self) -> Result<(), ContractError> {
+        schema_registry_converter::async_impl::schema_registry::get_all_subjects(&self.settings)
+            .await
+            .map(|_| ())
+            .map_err(|source| self.registry_error(source))
+    }
+
+    fn registry_error(&self, source: SRCError) -> ContractError {
+        let failure = registry_failure(&source);
+        let retriable = failure == RegistryFailure::Other && is_transient(&source);
+        ContractError::Registry(Box::new(RegistryError {
+            url: self.registry_url.clone(),
+            subject: self.subject.clone(),
+            retriable,
+            failure,
+            source,
+        }))
     }
 
     /// Encodes an event: magic byte 0, the 4-byte big-endian id of our schema, the Avro
@@ -238,7 +176,12 @@ impl OrderEventCodec {
         let writer = match self.decoder.get_schema(frame.schema_id).await {
             Ok(schema) => schema,
             Err(e) => {
-                let err = classify_registry_error(frame.schema_id, &e);
+                let err = match classify_registry_error(frame.schema_id, &e) {
+                    DecodeError::RegistryUnavailable(reason) => DecodeError::RegistryUnavailable(
+                        format!("{} ({reason})", self.registry_url),
+                    ),
+                    poison => poison,
+                };
                 if !err.is_poison() {
                     self.decoder.remove_errors_from_cache();
                 }
@@ -318,11 +261,65 @@ fn is_wrong_schema_type(error: &SRCError) -> bool {
         && (error.error.ends_with("is not correct") || error.error.ends_with("is not supported"))
 }
 
-/// The error's message with its causes, for logs.
+/// What kind of failure a registry error is: a failed TLS handshake (an OpenSSL error in the
+/// chain), refused credentials (a 401 or 403 anywhere in the chain), or anything else.
+fn registry_failure(error: &SRCError) -> RegistryFailure {
+    if let Some(detail) = tls_problem(error) {
+        return RegistryFailure::Tls(detail);
+    }
+    let statuses = chain(error).filter_map(|e| {
+        e.downcast_ref::<SRCError>()
+            .and_then(|s| http_status(&s.error))
+    });
+    for status in statuses {
+        match status {
+            401 => return RegistryFailure::Unauthorized,
+            403 => return RegistryFailure::Forbidden,
+            _ => {}
+        }
+    }
+    RegistryFailure::Other
+}
+
+/// What OpenSSL said, when the chain holds a TLS failure: reqwest → hyper-util → native-tls →
+/// OpenSSL's error stack. native-tls's error (just before the stack) adds the certificate
+/// verification result, e.g. "… certificate verify failed … (certificate has expired)", so
+/// its message is the one returned. An unexpected EOF during the handshake is a dropped
+/// connection, not a certificate problem, and stays a transient failure.
+fn tls_problem(error: &SRCError) -> Option<String> {
+    let links: Vec<&(dyn StdError + 'static)> = chain(error).collect();
+    let at = links
+        .iter()
+        .position(|e| e.is::<openssl::error::ErrorStack>() || e.is::<openssl::ssl::Error>())?;
+    let detail = match at.checked_sub(1).map(|before| links[before].to_string()) {
+        Some(before) if before.contains(&links[at].to_string()) => before,
+        _ => links[at].to_string(),
+    };
+    if detail.to_ascii_lowercase().contains("unexpected eof") {
+        return None;
+    }
+    Some(detail)
+}
+
+/// The error's message with its causes, for logs; refused credentials and TLS failures say
+/// what to check.
 fn describe(error: &SRCError) -> String {
-    match &error.cause {
-        Some(cause) => format!("{}: {cause}", error.error),
-        None => error.error.clone(),
+    match registry_failure(error) {
+        RegistryFailure::Unauthorized => {
+            "401 Unauthorized: check SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO".to_owned()
+        }
+        RegistryFailure::Forbidden => {
+            "403 Forbidden: the user in SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO may not read schemas"
+                .to_owned()
+        }
+        RegistryFailure::Tls(detail) => format!(
+            "TLS handshake failed: {detail}: check the registry's certificate and \
+             SCHEMA_REGISTRY_CA_FILE"
+        ),
+        RegistryFailure::Other => match &error.cause {
+            Some(cause) => format!("{}: {cause}", error.error),
+            None => error.error.clone(),
+        },
     }
 }
 
@@ -457,12 +454,6 @@ mod tests {
         );
         assert_eq!(http_status("something else"), None);
         assert_eq!(http_status("failed with status 4"), None);
-    }
-
-    #[test]
-    fn basic_auth_passwords_are_not_printed() {
-        let c = RegistryConfig::new("http://r").with_basic_auth("key", Some("secret".into()));
-        assert!(!format!("{c:?}").contains("secret"));
     }
 
     #[test]

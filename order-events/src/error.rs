@@ -284,29 +284,23 @@ pub enum ContractError {
     /// The bundled `.avsc` does not parse; a build defect caught by the crate's tests.
     #[error("the bundled order-event schema is invalid: {0}")]
     InvalidSchema(String),
+    /// A registry setting is unusable: the URL, the CA file, the credentials or their
+    /// sources. The message names the setting (and file), never a password.
+    #[error("{0}")]
+    RegistrySettings(String),
     /// The schema registry client could not be configured (bad URL, TLS, headers).
     #[error("cannot configure the schema registry client for {url}: {source}")]
     Config {
-        /// The registry URL.
+        /// The registry URL, without user info.
         url: String,
         /// The underlying error.
         #[source]
         source: SRCError,
     },
-    /// The registry refused or failed a request, e.g. registering an incompatible schema (409)
-    /// or being unreachable. `retriable` tells whether trying again may help.
-    #[error(
-        "schema registry request for subject {subject} failed (retriable: {retriable}): {source}"
-    )]
-    Registry {
-        /// The subject involved, e.g. `order-events-value`.
-        subject: String,
-        /// Whether trying again may help (connection problems, timeouts, 5xx).
-        retriable: bool,
-        /// The underlying error.
-        #[source]
-        source: SRCError,
-    },
+    /// The registry refused or failed a request, e.g. registering an incompatible schema (409),
+    /// refusing our credentials (401/403), failing the TLS handshake, or being unreachable.
+    #[error(transparent)]
+    Registry(Box<RegistryError>),
     /// An event could not be written as Avro; it would mean the mapping and the schema disagree.
     #[error("cannot encode the event as Avro: {0}")]
     Encode(String),
@@ -315,13 +309,84 @@ pub enum ContractError {
 impl ContractError {
     /// Whether trying again later may succeed.
     pub fn is_retriable(&self) -> bool {
-        matches!(
-            self,
-            ContractError::Registry {
-                retriable: true,
-                ..
-            }
-        )
+        matches!(self, ContractError::Registry(e) if e.retriable)
+    }
+
+    /// Whether retrying cannot help and a service should stop (at start-up: exit with this
+    /// message) instead of retrying: bad settings, credentials refused (401/403), a failed TLS
+    /// handshake (unknown CA, expired certificate, wrong host name), a schema the registry
+    /// rejects. The opposite of [`is_retriable`](Self::is_retriable).
+    pub fn is_fatal(&self) -> bool {
+        !self.is_retriable()
+    }
+
+    /// The kind of registry failure, for a [`ContractError::Registry`].
+    pub fn registry_failure(&self) -> Option<&RegistryFailure> {
+        match self {
+            ContractError::Registry(e) => Some(&e.failure),
+            _ => None,
+        }
+    }
+}
+
+/// A failed registry request: which registry (without user info), which subject, whether
+/// retrying may help, and what kind of failure it is. The message says what to check.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", registry_message(url, subject, *retriable, failure, source))]
+pub struct RegistryError {
+    /// The registry URL, without user info.
+    pub url: String,
+    /// The subject involved, e.g. `order-events-value`.
+    pub subject: String,
+    /// Whether trying again may help (connection problems, timeouts, 5xx).
+    pub retriable: bool,
+    /// What kind of failure this is.
+    pub failure: RegistryFailure,
+    /// The underlying error.
+    #[source]
+    pub source: SRCError,
+}
+
+/// What kind of problem a failed registry request had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistryFailure {
+    /// 401: the registry wants credentials, or refused ours.
+    Unauthorized,
+    /// 403: our user may not do this (e.g. a read-only user registering a schema).
+    Forbidden,
+    /// The TLS handshake failed; what OpenSSL said about the certificate.
+    Tls(String),
+    /// Anything else: unreachable, timeout, 5xx, 409 incompatible, a malformed answer.
+    Other,
+}
+
+fn registry_message(
+    url: &str,
+    subject: &str,
+    retriable: bool,
+    failure: &RegistryFailure,
+    source: &SRCError,
+) -> String {
+    match failure {
+        RegistryFailure::Unauthorized => format!(
+            "the schema registry at {url} refused the credentials (subject {subject}): \
+             401 Unauthorized: check SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO; not retrying"
+        ),
+        RegistryFailure::Forbidden => format!(
+            "the schema registry at {url} denied the request (subject {subject}): \
+             403 Forbidden: the user in SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO lacks the \
+             permission (registering a schema needs a read-write user); not retrying"
+        ),
+        RegistryFailure::Tls(detail) => format!(
+            "TLS with the schema registry at {url} failed: {detail}: check that the registry \
+             serves https, its certificate (issuer, expiry, host name) and \
+             SCHEMA_REGISTRY_CA_FILE; not retrying"
+        ),
+        RegistryFailure::Other => format!(
+            "schema registry request to {url} for subject {subject} failed \
+             (retriable: {retriable}): {source}"
+        ),
     }
 }
 

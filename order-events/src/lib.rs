@@ -16,6 +16,8 @@
 //! * [`avro`] — the explicit mapping between those types and Avro values;
 //! * [`wire`] — the Confluent framing, as pure functions;
 //! * [`reader`] — reading data written with any compatible (older or newer) writer schema;
+//! * [`registry`] — [`RegistryConfig`] and [`RegistryArgs`]: the registry's URL, trusted CA
+//!   and credentials, as Confluent names them;
 //! * [`codec`] — [`OrderEventCodec`], which ties the above to the Schema Registry;
 //! * [`error`] — [`DomainError`], [`DecodeError`] (with [`DecodeError::is_poison`] to tell
 //!   dead-letter from retry) and [`ContractError`].
@@ -49,16 +51,18 @@ pub mod codec;
 pub mod domain;
 pub mod error;
 pub mod reader;
+pub mod registry;
 pub mod schema;
 pub mod wire;
 
-pub use codec::{BasicAuth, OrderEventCodec, RegistryConfig};
+pub use codec::OrderEventCodec;
 pub use domain::{
     Currency, CustomerId, EventType, ItemId, Money, Order, OrderEvent, OrderId, OrderItem,
     OrderStatus, Quantity, Transition, MAX_ID_LEN,
 };
-pub use error::{ContractError, DecodeError, DomainError, FieldError, Violation};
+pub use error::{ContractError, DecodeError, DomainError, FieldError, RegistryFailure, Violation};
 pub use reader::EventReader;
+pub use registry::{BasicAuth, CaCertificates, RegistryArgs, RegistryConfig};
 pub use schema::{
     order_event_schema, value_subject, ORDER_EVENTS_DLQ_TOPIC, ORDER_EVENTS_TOPIC,
     ORDER_EVENT_AVRO_SCHEMA, ORDER_EVENT_RECORD_NAME, ORDER_EVENT_SCHEMA,
