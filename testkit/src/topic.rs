@@ -68,8 +68,19 @@ pub fn read_to_end(
     topic: &str,
     timeout: Duration,
 ) -> anyhow::Result<Vec<TopicRecord>> {
+    read_to_end_with(bootstrap, &[], topic, timeout)
+}
+
+/// As [`read_to_end`], with librdkafka `properties` added (a secured broker's
+/// [`crate::Broker::client_properties`]).
+pub fn read_to_end_with(
+    bootstrap: &str,
+    properties: &[(String, String)],
+    topic: &str,
+    timeout: Duration,
+) -> anyhow::Result<Vec<TopicRecord>> {
     let deadline = Instant::now() + timeout;
-    let consumer = reader(bootstrap)?;
+    let consumer = reader(bootstrap, properties)?;
     let partitions = partitions(&consumer, topic, deadline)?;
     let mut assignment = TopicPartitionList::new();
     let mut ends = HashMap::new();
@@ -115,8 +126,20 @@ pub fn read_count(
     count: usize,
     timeout: Duration,
 ) -> anyhow::Result<Vec<TopicRecord>> {
+    read_count_with(bootstrap, &[], topic, count, timeout)
+}
+
+/// As [`read_count`], with librdkafka `properties` added (a secured broker's
+/// [`crate::Broker::client_properties`]).
+pub fn read_count_with(
+    bootstrap: &str,
+    properties: &[(String, String)],
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<TopicRecord>> {
     let deadline = Instant::now() + timeout;
-    let consumer = reader(bootstrap)?;
+    let consumer = reader(bootstrap, properties)?;
     let partitions = partitions(&consumer, topic, deadline)?;
     let mut assignment = TopicPartitionList::new();
     for p in 0..partitions {
@@ -141,8 +164,12 @@ pub fn read_count(
     Ok(records)
 }
 
-fn reader(bootstrap: &str) -> anyhow::Result<BaseConsumer> {
-    ClientConfig::new()
+fn reader(bootstrap: &str, properties: &[(String, String)]) -> anyhow::Result<BaseConsumer> {
+    let mut config = ClientConfig::new();
+    for (name, value) in properties {
+        config.set(name, value);
+    }
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "testkit-reader")
         .set("enable.auto.commit", "false")

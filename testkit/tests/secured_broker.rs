@@ -114,7 +114,16 @@ async fn sasl_ssl_with_scram_sha_256_and_scram_sha_512() {
     round_trip(&broker, alice, "over-sasl-ssl").await;
     let bob = broker.client_properties_as("bob").unwrap();
     assert!(bob.contains(&("sasl.mechanism".into(), "SCRAM-SHA-512".into())));
-    round_trip(&broker, bob, "over-sasl-ssl").await;
+    round_trip(&broker, bob.clone(), "over-sasl-ssl").await;
+    // testkit's topic reader reaches a secured broker too.
+    let bootstrap = broker.bootstrap_servers();
+    let records = tokio::task::spawn_blocking(move || {
+        testkit::topic::read_to_end_with(&bootstrap, &bob, "over-sasl-ssl", T)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(records.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -182,6 +191,7 @@ fn metadata_error(broker: &Broker, properties: &[(String, String)]) -> Option<St
     match result {
         Ok(_) => None,
         Err(error) => {
+            eprintln!("metadata failed after {elapsed:?}");
             // Errors and logs reach the context when the client's queue is served.
             for _ in 0..5 {
                 let _ = consumer.poll(Duration::from_millis(100));
