@@ -25,6 +25,16 @@
 //!
 //! `AvroDecoder` caches non-retriable errors forever; when we classify one as transient we
 //! clear its error cache so the retry really asks the registry again.
+//!
+//! # Configuration problems on the producing side and at start-up
+//! [`register`](OrderEventCodec::register) and [`check_access`](OrderEventCodec::check_access)
+//! are what a service runs at start-up, where a misconfiguration must stop it with a clear
+//! message rather than an endless "unreachable" retry. A 401/403 (credentials refused) and a
+//! failed TLS handshake (an OpenSSL error in the chain: unknown CA, expired certificate, wrong
+//! host name, a plain-http server behind an `https://` URL) are therefore
+//! [`ContractError::is_fatal`], with a [`RegistryFailure`] saying which, although the crate
+//! marks a TLS failure "retriable". When *decoding*, the same problems stay
+//! `RegistryUnavailable` (not the record's fault), with a message that says what to check.
 
 use std::error::Error as StdError;
 use std::fmt;

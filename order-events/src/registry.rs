@@ -318,7 +318,33 @@ impl RegistryConfig {
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
     }
 
+    /// This configuration with user info left in the URL by [`RegistryConfig::new`] moved to
+    /// [`basic_auth`](Self::basic_auth), so it is sent as a header and never shown.
+    fn normalized(&self) -> Result<RegistryConfig, ContractError> {
+        if redact_url(&self.url) == self.url {
+            return Ok(self.clone());
+        }
+        let parsed = RegistryConfig::parse(&self.url)?;
+        if self.basic_auth.is_some() && parsed.basic_auth.is_some() {
+            return Err(ContractError::RegistrySettings(format!(
+                "the registry credentials are given twice (user info in {URL_VAR} {} and \
+                 basic auth): set only one",
+                self.display_url()
+            )));
+        }
+        Ok(RegistryConfig {
+            url: parsed.url,
+            basic_auth: self.basic_auth.clone().or(parsed.basic_auth),
+            ..self.clone()
+        })
+    }
+
     pub(crate) fn settings(&self) -> Result<SrSettings, ContractError> {
+        let config = self.normalized()?;
+        config.build_settings()
+    }
+
+    fn build_settings(&self) -> Result<SrSettings, ContractError> {
         let client = self.http_client_builder()?;
         let mut builder = SrSettings::new_builder(self.url.clone());
         if let Some(timeout) = self.timeout {
@@ -341,6 +367,25 @@ impl RegistryConfig {
 
 /// The registry settings of a service's command line and environment; flatten it into the
 /// service's settings (`#[command(flatten)]`) and call [`RegistryArgs::resolve`] at start-up.
+///
+/// ```
+/// use clap::Parser;
+/// use order_events::{OrderEventCodec, RegistryArgs, ORDER_EVENTS_TOPIC};
+///
+/// #[derive(Debug, Clone, Parser)]
+/// struct Settings {
+///     #[command(flatten)]
+///     registry: RegistryArgs,
+/// }
+///
+/// let settings = Settings::parse_from(["service", "--schema-registry-url", "https://registry:8081"]);
+/// let config = settings.registry.resolve()?; // bad CA file, user info… → a clear error
+/// let codec = OrderEventCodec::new(&config, ORDER_EVENTS_TOPIC)?;
+/// // At start-up: retry `codec.register()` (or `check_access()`) while the error
+/// // `is_retriable()`; exit with the message when it `is_fatal()`.
+/// # let _ = codec;
+/// # Ok::<(), order_events::ContractError>(())
+/// ```
 #[derive(Clone, PartialEq, Eq, clap::Args)]
 pub struct RegistryArgs {
     /// Schema Registry base URL, http:// or https://. User info in it
@@ -407,16 +452,22 @@ impl RegistryArgs {
     /// Checks the settings and builds the client configuration: parses the URL (taking user
     /// info out of it), reads the user-info file and the CA file, and refuses two sources of
     /// credentials at once. A registry on a loopback address is reached without a proxy.
+    ///
+    /// An empty value counts as unset (as `VAR=` in a compose file or `${VAR:-}` leaves it).
     pub fn resolve(&self) -> Result<RegistryConfig, ContractError> {
+        let set = |path: &Option<PathBuf>| path.clone().filter(|p| !p.as_os_str().is_empty());
+        let user_info = self.basic_auth_user_info.clone().filter(|s| !s.is_empty());
+        let user_info_file = set(&self.basic_auth_user_info_file);
+        let ca_file = set(&self.ca_file);
         let mut config = RegistryConfig::parse(&self.url)?;
         let mut sources = Vec::new();
         if config.basic_auth.is_some() {
             sources.push(format!("user info in {URL_VAR}"));
         }
-        if self.basic_auth_user_info.is_some() {
+        if user_info.is_some() {
             sources.push(USER_INFO_VAR.to_owned());
         }
-        if self.basic_auth_user_info_file.is_some() {
+        if user_info_file.is_some() {
             sources.push(USER_INFO_FILE_VAR.to_owned());
         }
         if sources.len() > 1 {
@@ -425,10 +476,10 @@ impl RegistryArgs {
                 sources.join(", ")
             )));
         }
-        if let Some(text) = &self.basic_auth_user_info {
+        if let Some(text) = &user_info {
             config.basic_auth = Some(BasicAuth::parse_user_info(text, USER_INFO_VAR)?);
         }
-        if let Some(path) = &self.basic_auth_user_info_file {
+        if let Some(path) = &user_info_file {
             let setting = format!("{USER_INFO_FILE_VAR} {}", path.display());
             let text = std::fs::read_to_string(path).map_err(|e| {
                 ContractError::RegistrySettings(format!("{setting}: cannot read it: {e}"))
@@ -436,7 +487,7 @@ impl RegistryArgs {
             let text = text.trim_end_matches(['\r', '\n']);
             config.basic_auth = Some(BasicAuth::parse_user_info(text, &setting)?);
         }
-        if let Some(path) = &self.ca_file {
+        if let Some(path) = &ca_file {
             config = config.with_ca_file(path)?;
         }
         if is_loopback(&config.url) {
@@ -669,6 +720,34 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let mut args = RegistryArgs::new("https://key:pw@host");
+        args.basic_auth_user_info = Some(String::new());
+        args.basic_auth_user_info_file = Some(PathBuf::new());
+        args.ca_file = Some(PathBuf::new());
+        let config = args.resolve().unwrap();
+        assert_eq!(config.basic_auth.unwrap().username, "key");
+        assert_eq!(config.ca, None);
+    }
+
+    #[test]
+    fn user_info_left_in_a_url_given_to_new_is_moved_to_basic_auth() {
+        let config = RegistryConfig::new(format!("https://key:{PASSWORD}@host:8081/"));
+        let normalized = config.normalized().unwrap();
+        assert_eq!(normalized.url, "https://host:8081");
+        assert_eq!(
+            normalized.basic_auth.unwrap().password.as_deref(),
+            Some(PASSWORD)
+        );
+        let twice = config
+            .with_basic_auth("other", None)
+            .normalized()
+            .unwrap_err();
+        assert!(twice.to_string().contains("twice"));
+        assert!(!twice.to_string().contains(PASSWORD));
     }
 
     #[test]

@@ -165,6 +165,19 @@ async fn over_https_a_read_write_user_registers_encodes_and_decodes() {
     assert_eq!(&bytes[1..5], &id.to_be_bytes());
     assert_eq!(codec.decode(Some(&bytes)).await.unwrap(), event);
 
+    // A service's own probe of the registry reaches it the same way.
+    let config = alice.resolve().unwrap();
+    let client = config.http_client_builder().unwrap().build().unwrap();
+    let subjects = format!("{}/subjects", config.url);
+    let probe = config
+        .authorize(client.get(&subjects))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status().as_u16(), 200);
+    let anonymous = client.get(&subjects).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+
     // The same user from a file, as a service reads a mounted secret.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("user-info");
