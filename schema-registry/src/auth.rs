@@ -528,6 +528,15 @@ pub async fn middleware(
         let response = forbidden(&principal, request.method(), request.path());
         return Ok(request.into_response(response).map_into_right_body());
     }
+    if access == Access::Write {
+        // Who changed what: the access log line that follows has the outcome.
+        tracing::info!(
+            user = principal.user.as_str(),
+            method = %request.method(),
+            path = request.path(),
+            "write by an authenticated user"
+        );
+    }
     next.call(request)
         .await
         .map(ServiceResponse::map_into_left_body)

@@ -463,6 +463,14 @@ async fn no_password_reaches_the_log_metrics_or_an_error_body() -> anyhow::Resul
         log.contains("wrong user name or password") && log.contains("/subjects/leak-value"),
         "the log was not captured:\n{log}"
     );
+    // Writes name their user (an audit trail), and only the user.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("write by an authenticated user")
+                && l.contains("user=\"alice\"")
+                && l.contains("/subjects/leak-value/versions")),
+        "no audit line for alice's write:\n{log}"
+    );
     let secrets = secret_forms(&[
         ("alice", ALICE_PASSWORD),
         ("bob", BOB_PASSWORD),
