@@ -274,3 +274,43 @@ fn a_wrong_password_is_an_authentication_error() {
     eprintln!("WRONG PASSWORD:\n{error}");
     assert!(error.contains("SASL authentication error"), "{error}");
 }
+
+/// Nisshi enables SCRAM-SHA-256 and SCRAM-SHA-512 only (nisshi-auth's `MECHANISMS`): PLAIN and
+/// OAUTHBEARER configurations are accepted by librdkafka and refused by the broker, which names
+/// the mechanisms it has.
+#[test]
+fn plain_and_oauthbearer_are_refused_naming_the_broker_mechanisms() {
+    let pki = TestPki::new().unwrap();
+    let broker = Broker::builder()
+        .tls(&pki, Validity::Current)
+        .sasl_user("erin", "erin-secret", ScramMechanism::Sha512)
+        .start()
+        .unwrap();
+    let plain = with(broker.client_properties(), "sasl.mechanism", "PLAIN");
+    let error = metadata_error(&broker, &plain).expect("PLAIN was accepted");
+    eprintln!("PLAIN:\n{error}");
+    assert!(
+        error.contains("Unsupported SASL mechanism: broker's supported mechanisms: SCRAM-SHA-512"),
+        "{error}"
+    );
+
+    let mut oauth: Vec<(String, String)> = broker
+        .client_properties()
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("sasl."))
+        .collect();
+    oauth.extend(
+        [
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("enable.sasl.oauthbearer.unsecure.jwt", "true"),
+            ("sasl.oauthbearer.config", "principal=erin"),
+        ]
+        .map(|(n, v)| (n.to_string(), v.to_string())),
+    );
+    let error = metadata_error(&broker, &oauth).expect("OAUTHBEARER was accepted");
+    eprintln!("OAUTHBEARER:\n{error}");
+    assert!(
+        error.contains("Unsupported SASL mechanism: broker's supported mechanisms: SCRAM-SHA-512"),
+        "{error}"
+    );
+}
