@@ -5,6 +5,8 @@
 //! runs the broker on a free port with SQLite storage in a temporary directory and kills it
 //! when dropped. When no broker binary can be found the call fails loudly: a test that needs a
 //! broker must never pass by skipping. The README's test command installs the broker first.
+//! [`Broker::builder`] starts it secured (TLS listener, SASL SCRAM users) with certificates from
+//! [`tls::TestPki`], a throw-away CA that also serves HTTPS and mTLS tests.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
