@@ -8,7 +8,7 @@
 //! [`Distribution::prepare`]); BENCHMARKS.md and `bench/NOTES.md` tell that history.
 //!
 //! Both are built from the Rust package registry with `cargo install`. Nisshi's dependencies need a
-//! newer rustc than some machines' stable toolchain, so [`install`] picks an installed toolchain
+//! newer rustc than some machines' stable toolchain, so [`Distribution::ensure_installed`] picks an installed toolchain
 //! that is new enough (the default one first) and says clearly what to do when none is.
 
 use std::path::{Path, PathBuf};
