@@ -42,7 +42,8 @@ pub struct AppState {
     pub publisher: kafka::Publisher,
     pub codec: OrderEventCodec,
     pub currencies: Vec<Currency>,
-    pub registry_url: String,
+    /// The registry as configured (URL without credentials, basic auth, CA), for `/ready`.
+    pub registry: RegistryConfig,
     pub http: reqwest::Client,
     pub pinger: BaseConsumer<KafkaContext>,
     pub metrics: Metrics,
@@ -95,13 +96,16 @@ impl Application {
             settings.kafka_linger_ms,
             publish_metrics,
         )?;
-        let codec = OrderEventCodec::new(
-            &RegistryConfig::new(&settings.schema_registry_url).with_timeout(timeout),
-            settings.kafka_topic.clone(),
-        )?;
+        let registry = settings
+            .registry
+            .resolve()
+            .context("Schema Registry settings")?
+            .with_timeout(timeout);
+        let codec = OrderEventCodec::new(&registry, settings.kafka_topic.clone())?;
         let pinger: BaseConsumer<KafkaContext> =
             kafka.client("the broker health client").create()?;
-        let http = reqwest::Client::builder()
+        let http = registry
+            .http_client_builder()?
             .timeout(Duration::from_secs(2))
             .build()
             .context("creating the HTTP client")?;
@@ -110,10 +114,7 @@ impl Application {
             publisher,
             codec,
             currencies,
-            registry_url: settings
-                .schema_registry_url
-                .trim_end_matches('/')
-                .to_string(),
+            registry,
             http,
             pinger,
             metrics,
@@ -186,6 +187,14 @@ impl Application {
     }
 }
 
+/// The registry refused our credentials or certificate check, or the schema itself.
+fn is_fatal_registry_error(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        e.downcast_ref::<order_events::ContractError>()
+            .is_some_and(order_events::ContractError::is_fatal)
+    })
+}
+
 /// Creates the topic, registers the schema and loads every order, retrying until it works or
 /// meets a problem that retrying cannot fix (then `fatal` says which).
 async fn start_up(
@@ -240,7 +249,7 @@ async fn start_up(
                 state.set_loading(None);
                 return;
             }
-            Err(e) if service_kit::kafka::is_misconfigured(&e) => {
+            Err(e) if service_kit::kafka::is_misconfigured(&e) || is_fatal_registry_error(&e) => {
                 let reason = format!("{e:#}");
                 tracing::error!(error = reason, "start-up failed; retrying cannot fix this");
                 state.set_loading(Some(reason.clone()));

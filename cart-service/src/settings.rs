@@ -9,13 +9,9 @@ pub struct Settings {
     /// How to reach Kafka (servers, pass-through properties, secret files).
     #[command(flatten)]
     pub kafka: service_kit::kafka::KafkaArgs,
-    /// Schema Registry base URL.
-    #[arg(
-        long,
-        env = "SCHEMA_REGISTRY_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    pub schema_registry_url: String,
+    /// How to reach the Schema Registry (URL, CA file, basic auth).
+    #[command(flatten)]
+    pub registry: order_events::RegistryArgs,
     /// The topic CartService is the single writer of.
     #[arg(long, env = "KAFKA_TOPIC", default_value = order_events::ORDER_EVENTS_TOPIC)]
     pub kafka_topic: String,
@@ -55,7 +51,7 @@ impl Settings {
     pub fn for_tests(bootstrap: &str, registry_url: &str) -> Settings {
         Settings {
             kafka: service_kit::kafka::KafkaArgs::new(bootstrap),
-            schema_registry_url: registry_url.to_string(),
+            registry: order_events::RegistryArgs::new(registry_url),
             kafka_topic: order_events::ORDER_EVENTS_TOPIC.to_string(),
             kafka_topic_partitions: 3,
             api_host: "127.0.0.1".to_string(),

@@ -321,6 +321,16 @@ impl Pipeline {
     }
 
     async fn try_connect(&self) -> anyhow::Result<Arc<Consumer_>> {
+        // Credentials or a certificate the registry refuses would make every record wait
+        // forever; stop with the reason instead. An unreachable registry is retried per record.
+        if let Err(e) = self.codec.check_access().await {
+            if e.is_fatal() {
+                anyhow::bail!(service_kit::kafka::Misconfigured(format!(
+                    "Schema Registry: {e}"
+                )));
+            }
+            tracing::warn!(error = %e, "the Schema Registry is not reachable yet");
+        }
         let dead_letters = TopicSpec {
             name: self.dead_letters.topic(),
             partitions: 1,

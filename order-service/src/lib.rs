@@ -28,7 +28,7 @@ use actix_web::middleware::from_fn;
 use actix_web::web::{self, Data};
 use actix_web::{App, HttpServer};
 use anyhow::Context;
-use order_events::{OrderEventCodec, RegistryConfig};
+use order_events::OrderEventCodec;
 use service_kit::metrics::{record_http, Metrics};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -84,11 +84,11 @@ impl Application {
             .context("invalid TOPIC_SCAN_ALLOWED")?;
         let store = Arc::new(Store::open(&settings.data_dir)?);
         let kafka = settings.kafka.resolve()?;
-        let mut registry = RegistryConfig::new(settings.schema_registry_url.clone())
+        let registry = settings
+            .registry
+            .resolve()
+            .context("Schema Registry settings")?
             .with_timeout(Duration::from_millis(settings.schema_registry_timeout_ms));
-        if is_loopback(&settings.schema_registry_url) {
-            registry = registry.without_proxy();
-        }
         let codec = Arc::new(
             OrderEventCodec::new(&registry, settings.kafka_topic.clone())
                 .context("configuring the schema registry client")?,
@@ -123,10 +123,6 @@ impl Application {
                 .tuning("group.id", "order-service-probe")
                 .create()?,
         );
-        let mut http = reqwest::Client::builder();
-        if is_loopback(&settings.schema_registry_url) {
-            http = http.no_proxy();
-        }
         let app_state = Data::new(AppState {
             store: Arc::clone(&store),
             waiters: Arc::clone(&waiters),
@@ -134,8 +130,11 @@ impl Application {
             topic: settings.kafka_topic.clone(),
             scanner,
             probe,
-            registry_url: settings.schema_registry_url.clone(),
-            http: http.build().context("creating the HTTP client")?,
+            http: registry
+                .http_client_builder()?
+                .build()
+                .context("creating the HTTP client")?,
+            registry,
         });
 
         let listener = service_kit::bind(&settings.api_host, settings.api_port)?;
@@ -340,13 +339,6 @@ fn serve(
     Ok((port, server))
 }
 
-/// Whether a URL points at this machine (then proxies from the environment are ignored).
-fn is_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let host = rest.split(['/', ':']).next().unwrap_or_default();
-    matches!(host, "localhost" | "127.0.0.1") || rest.starts_with("[::1]")
-}
-
 /// A service running on tasks of this process (for tests); stops when dropped. A consumer
 /// panic leaves it serving, not ready ([`OnConsumerPanic::KeepServing`]).
 pub struct Running {
@@ -395,18 +387,5 @@ struct AbortOnDrop(tokio::task::AbortHandle);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_urls_are_recognized() {
-        assert!(is_loopback("http://127.0.0.1:8081"));
-        assert!(is_loopback("http://localhost/x"));
-        assert!(is_loopback("http://[::1]:8081"));
-        assert!(!is_loopback("https://registry.example.com"));
     }
 }

@@ -17,13 +17,9 @@ pub struct Settings {
     /// How to reach Kafka (servers, pass-through properties, secret files).
     #[command(flatten)]
     pub kafka: service_kit::kafka::KafkaArgs,
-    /// The Schema Registry resolving writer schemas.
-    #[arg(
-        long,
-        env = "SCHEMA_REGISTRY_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    pub schema_registry_url: String,
+    /// The Schema Registry resolving writer schemas (URL, CA file, basic auth).
+    #[command(flatten)]
+    pub registry: order_events::RegistryArgs,
     /// The topic to consume.
     #[arg(long, env = "KAFKA_TOPIC", default_value = ORDER_EVENTS_TOPIC)]
     pub kafka_topic: String,
@@ -115,7 +111,7 @@ impl Settings {
     pub fn for_tests(bootstrap: &str, registry_url: &str, data_dir: PathBuf) -> Settings {
         Settings {
             kafka: service_kit::kafka::KafkaArgs::new(bootstrap),
-            schema_registry_url: registry_url.to_string(),
+            registry: order_events::RegistryArgs::new(registry_url),
             kafka_topic: ORDER_EVENTS_TOPIC.to_string(),
             kafka_dlq_topic: ORDER_EVENTS_DLQ_TOPIC.to_string(),
             kafka_topic_partitions: 3,

@@ -183,7 +183,7 @@ async fn an_unreachable_registry_is_retried_not_dead_lettered() {
     // The service's registry is not there yet.
     let port = testkit::free_port().unwrap();
     let mut settings = env.settings(dir.path().to_path_buf());
-    settings.schema_registry_url = format!("http://127.0.0.1:{port}");
+    settings.registry.url = format!("http://127.0.0.1:{port}");
     let service = order_service::spawn(settings).await.unwrap();
     let url = service.url();
 

@@ -285,7 +285,7 @@ async fn a_consumer_stalled_with_records_waiting_is_not_up_until_it_moves_again(
     // The service's registry is not there yet: the record is retried, never applied.
     let port = testkit::free_port().unwrap();
     let mut settings = env.settings(dir.path().to_path_buf());
-    settings.schema_registry_url = format!("http://127.0.0.1:{port}");
+    settings.registry.url = format!("http://127.0.0.1:{port}");
     settings.consumer_stall_timeout_ms = 1_000;
     let service = order_service::spawn(settings).await.unwrap();
     let url = service.url();

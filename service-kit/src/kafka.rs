@@ -32,6 +32,7 @@ use rdkafka::config::{FromClientConfigAndContext, RDKafkaLogLevel};
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 /// librdkafka properties whose values are secrets: never logged, never in error messages.
@@ -461,9 +462,23 @@ pub fn is_misconfigured(error: &anyhow::Error) -> bool {
 
 /// The client context of every client: remembers the last connection failure librdkafka
 /// reported, so errors can say why a broker is unreachable.
-#[derive(Clone, Default)]
+///
+/// The record is shared by every client of the process: librdkafka delivers errors only to a
+/// client whose main queue is served, and a service's producer serves its queue on a thread of
+/// its own, so whichever client sees the TLS or SASL failure first explains it for all.
+#[derive(Clone)]
 pub struct KafkaContext {
     last: Arc<Mutex<Option<Failure>>>,
+}
+
+impl Default for KafkaContext {
+    fn default() -> Self {
+        static SHARED: std::sync::OnceLock<Arc<Mutex<Option<Failure>>>> =
+            std::sync::OnceLock::new();
+        KafkaContext {
+            last: Arc::clone(SHARED.get_or_init(Arc::default)),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -479,6 +494,11 @@ impl KafkaContext {
         if fatal || !last.as_ref().is_some_and(|f| f.fatal) {
             *last = Some(Failure { fatal, reason });
         }
+    }
+
+    /// Forgets earlier failures (before a fresh attempt to connect).
+    fn reset(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     fn last(&self) -> Option<Failure> {
@@ -547,6 +567,12 @@ impl ClientContext for KafkaContext {
 
 impl ConsumerContext for KafkaContext {}
 
+impl rdkafka::producer::ProducerContext for KafkaContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
 /// How a topic is created when it does not exist.
 #[derive(Debug, Clone)]
 pub struct TopicSpec<'a> {
@@ -571,31 +597,40 @@ pub async fn ensure_topic(
     timeout: Duration,
 ) -> anyhow::Result<i32> {
     let context = KafkaContext::default();
+    context.reset();
     // The metadata lookup must not make a broker that auto-creates topics create this one
     // with its own default partition count (librdkafka allows that for non-consumers).
-    let admin: Arc<AdminClient<KafkaContext>> = Arc::new(
-        settings
-            .client("the admin client")
-            .require(
-                "allow.auto.create.topics",
-                "false",
-                "topics are created with the partitions the services expect",
-            )
+    fn no_auto_create(builder: ClientBuilder<'_>) -> ClientBuilder<'_> {
+        builder.require(
+            "allow.auto.create.topics",
+            "false",
+            "topics are created with the partitions the services expect",
+        )
+    }
+    let admin: AdminClient<KafkaContext> =
+        no_auto_create(settings.client("the admin client")).create_with_context(context.clone())?;
+    // Metadata through a producer: unlike the admin client's, its main queue can be served
+    // (`poll`), which is where librdkafka delivers the TLS and SASL errors `explain` needs.
+    let probe: Arc<BaseProducer<KafkaContext>> = Arc::new(
+        no_auto_create(settings.client("the metadata client"))
             .create_with_context(context.clone())?,
     );
     let servers = settings.bootstrap_servers().to_string();
-    let probe = Arc::clone(&admin);
     let name = spec.name.to_string();
     let explain = context.clone();
+    let metadata_probe = Arc::clone(&probe);
     let (state, brokers) = tokio::task::spawn_blocking(move || {
-        let metadata = probe
-            .inner()
-            .fetch_metadata(None, timeout)
-            .map_err(|e| explain.explain(&servers, e))?;
-        let brokers = metadata.brokers().len();
-        let state = topic_partitions(probe.inner(), &name, timeout)
-            .map_err(|e| explain.explain(&servers, e))?;
-        anyhow::Ok((state, brokers))
+        let probe = metadata_probe;
+        let found = probe.client().fetch_metadata(None, timeout).and_then(|m| {
+            let brokers = m.brokers().len();
+            topic_partitions(probe.client(), &name, timeout).map(|state| (state, brokers))
+        });
+        found.map_err(|e| {
+            for _ in 0..100 {
+                probe.poll(Duration::ZERO);
+            }
+            explain.explain(&servers, e)
+        })
     })
     .await
     .context("the metadata task failed")??;
@@ -641,7 +676,10 @@ pub async fn ensure_topic(
     let name = spec.name.to_string();
     let servers = settings.bootstrap_servers().to_string();
     let state = tokio::task::spawn_blocking(move || {
-        topic_partitions(admin.inner(), &name, timeout).map_err(|e| context.explain(&servers, e))
+        topic_partitions(probe.client(), &name, timeout).map_err(|e| {
+            probe.poll(Duration::ZERO);
+            context.explain(&servers, e)
+        })
     })
     .await
     .context("the metadata task failed")??;

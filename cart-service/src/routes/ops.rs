@@ -34,9 +34,13 @@ pub async fn ready(state: Data<AppState>) -> HttpResponse {
     if !broker_ok {
         problems.push("Kafka broker unreachable".to_string());
     }
+    let url = format!(
+        "{}/subjects",
+        state.registry.display_url().trim_end_matches('/')
+    );
     let registry_ok = state
-        .http
-        .get(format!("{}/subjects", state.registry_url))
+        .registry
+        .authorize(state.http.get(url))
         .send()
         .await
         .is_ok_and(|r| r.status().is_success());

@@ -67,8 +67,17 @@ async fn check(state: &AppState) -> Result<(), String> {
         Ok(None) => return Err(format!("topic {} does not exist", state.topic)),
         Err(e) => return Err(format!("Kafka is unreachable: {e}")),
     }
-    let url = format!("{}/subjects", state.registry_url.trim_end_matches('/'));
-    match state.http.get(&url).timeout(CHECK_TIMEOUT).send().await {
+    let url = format!(
+        "{}/subjects",
+        state.registry.display_url().trim_end_matches('/')
+    );
+    match state
+        .registry
+        .authorize(state.http.get(&url))
+        .timeout(CHECK_TIMEOUT)
+        .send()
+        .await
+    {
         Ok(response) if response.status().is_success() => Ok(()),
         Ok(response) => Err(format!(
             "the schema registry answered {}",

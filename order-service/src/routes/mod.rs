@@ -36,7 +36,8 @@ pub struct AppState {
     pub scanner: Scanner,
     /// A client for `/ready`'s broker check (no network until used).
     pub probe: Arc<BaseConsumer<KafkaContext>>,
-    pub registry_url: String,
+    /// The registry as configured (URL without credentials, basic auth, CA), for `/ready`.
+    pub registry: order_events::RegistryConfig,
     pub http: reqwest::Client,
 }
 
