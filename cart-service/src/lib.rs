@@ -174,10 +174,21 @@ impl Application {
             ..
         } = self;
         let handle = server.handle();
+        let fatal_reason = async move {
+            loop {
+                let reason = fatal.borrow_and_update().clone();
+                if let Some(reason) = reason {
+                    return reason;
+                }
+                if fatal.changed().await.is_err() {
+                    // Start-up finished without a fatal problem: nothing more will come.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
         let result = tokio::select! {
             served = &mut server => served.context("serving HTTP"),
-            Ok(reason) = fatal.wait_for(Option::is_some) => {
-                let reason = reason.clone().unwrap_or_default();
+            reason = fatal_reason => {
                 let _ = tokio::join!(handle.stop(true), &mut server);
                 Err(anyhow::anyhow!("cannot start: {reason}"))
             }

@@ -701,6 +701,9 @@ pub fn topic_partitions<C: ClientContext>(
         .and_then(|t| i32::try_from(t.partitions().len()).ok()))
 }
 
+/// What [`end_offsets`] found: the assignment and each partition's high watermark.
+pub type Ends = (TopicPartitionList, HashMap<i32, i64>);
+
 /// The end of every non-empty partition of `topic` as of now (blocking): the assignment that
 /// reads them from the beginning, and each partition's high watermark. `None` when the topic
 /// does not exist.
@@ -708,7 +711,7 @@ pub fn end_offsets<C: ConsumerContext, K: Consumer<C>>(
     consumer: &K,
     topic: &str,
     timeout: Duration,
-) -> Result<Option<(TopicPartitionList, HashMap<i32, i64>)>, KafkaError> {
+) -> Result<Option<Ends>, KafkaError> {
     let Some(count) = topic_partitions(consumer.client(), topic, timeout)? else {
         return Ok(None);
     };

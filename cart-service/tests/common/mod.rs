@@ -14,7 +14,7 @@ pub struct TestCart {
     pub registry: schema_registry::Running,
     pub url: String,
     pub client: reqwest::Client,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 /// One record of the orders topic.
