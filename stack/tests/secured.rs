@@ -43,6 +43,60 @@ fn secrets() -> [&'static str; 5] {
     ]
 }
 
+/// The `env` blocks of the README's "Connecting to a secured cluster" section, in order, as
+/// `(NAME, value)` pairs.
+#[allow(clippy::unwrap_used)]
+fn readme_blocks() -> Vec<Vec<(String, String)>> {
+    let readme = std::fs::read_to_string(testkit::workspace_root().join("README.md")).unwrap();
+    let section = readme
+        .split("\n## Connecting to a secured cluster\n")
+        .nth(1)
+        .expect("the README has the section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let mut blocks = Vec::new();
+    let mut open: Option<Vec<(String, String)>> = None;
+    for line in section.lines() {
+        match (&mut open, line.trim()) {
+            (None, "```env") => open = Some(Vec::new()),
+            (Some(_), "```") => blocks.push(open.take().unwrap()),
+            (Some(block), line) => {
+                let (name, value) = line.split_once('=').expect("NAME=value");
+                block.push((name.to_string(), value.to_string()));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        blocks.len(),
+        2,
+        "the section has the Cloud-style and the mTLS block"
+    );
+    blocks
+}
+
+/// The block with every `<placeholder>` value replaced by the test's value for that variable;
+/// a placeholder the test has no value for fails the test (the README and the test move
+/// together).
+fn fill(block: &[(String, String)], values: &[(&str, String)]) -> Vec<(String, String)> {
+    block
+        .iter()
+        .map(|(name, value)| {
+            let value = if value.contains('<') {
+                values
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_else(|| panic!("no test value for the README's {name}={value}"))
+            } else {
+                value.clone()
+            };
+            (name.clone(), value)
+        })
+        .collect()
+}
+
 /// A service binary running with piped output, killed on drop.
 struct Service {
     name: &'static str,
@@ -86,6 +140,11 @@ impl Service {
             child: Some(child),
             output,
         }
+    }
+
+    fn start_owned(name: &'static str, env: &[(String, String)]) -> Service {
+        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        Service::start(name, &[], &env)
     }
 
     #[allow(clippy::unwrap_used)]
@@ -284,32 +343,52 @@ fn an_order_goes_end_to_end_over_sasl_ssl_and_an_https_registry_with_basic_auth_
         Duration::from_secs(60),
     );
 
-    // CartService: registry credentials from a file; OrderService: from the variable.
+    // CartService and OrderService get exactly the README's Confluent Cloud-style block, its
+    // placeholders filled in (PLAIN → SCRAM-SHA-512: the embedded broker has no PLAIN) plus
+    // the README's two lines for a private CA; CartService authenticates to the registry with
+    // the file, OrderService with the variable.
+    let cloud = &readme_blocks()[0];
+    let order_user_info = write(
+        dir,
+        "order-registry",
+        &format!("orders:{ORDER_REGISTRY_PASSWORD}\n"),
+    );
+    let service_env = |user: &str, kafka_pw: &Path, user_info: &Path| {
+        let mut env = fill(
+            cloud,
+            &[
+                ("KAFKA_BOOTSTRAP_SERVERS", s.broker.bootstrap_servers()),
+                ("KAFKA_PROPERTY_SASL_USERNAME", user.to_string()),
+                ("KAFKA_SASL_PASSWORD_FILE", kafka_pw.display().to_string()),
+                ("SCHEMA_REGISTRY_URL", registry_url.clone()),
+                (
+                    "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE",
+                    user_info.display().to_string(),
+                ),
+            ],
+        );
+        for (name, value) in env.iter_mut() {
+            if name == "KAFKA_PROPERTY_SASL_MECHANISM" {
+                assert_eq!(value, "PLAIN", "the README's example changed");
+                *value = "SCRAM-SHA-512".to_string();
+            }
+        }
+        env.push(("KAFKA_PROPERTY_SSL_CA_LOCATION".into(), ca.clone()));
+        env.push(("SCHEMA_REGISTRY_CA_FILE".into(), ca.clone()));
+        env
+    };
     let cart_port = free_port();
-    let mut env = kafka_env(&s.broker, &s.ca, "cart", &cart_pw);
-    env.extend([
-        ("API_PORT", cart_port.to_string()),
-        ("SCHEMA_REGISTRY_URL", registry_url.clone()),
-        ("SCHEMA_REGISTRY_CA_FILE", ca.clone()),
-        (
-            "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE",
-            cart_user_info.display().to_string(),
-        ),
-    ]);
-    let cart = Service::start("cart-service", &[], &env);
+    let mut env = service_env("cart", &cart_pw, &cart_user_info);
+    env.push(("API_PORT".into(), cart_port.to_string()));
+    let cart = Service::start_owned("cart-service", &env);
     let order_port = free_port();
-    let mut env = kafka_env(&s.broker, &s.ca, "orders", &order_pw);
-    env.extend([
-        ("API_PORT", order_port.to_string()),
-        ("DATA_DIR", dir.join("order-data").display().to_string()),
-        ("SCHEMA_REGISTRY_URL", registry_url.clone()),
-        ("SCHEMA_REGISTRY_CA_FILE", ca.clone()),
-        (
-            "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
-            format!("orders:{ORDER_REGISTRY_PASSWORD}"),
-        ),
-    ]);
-    let orders = Service::start("order-service", &[], &env);
+    let mut env = service_env("orders", &order_pw, &order_user_info);
+    env.push(("API_PORT".into(), order_port.to_string()));
+    env.push((
+        "DATA_DIR".into(),
+        dir.join("order-data").display().to_string(),
+    ));
+    let orders = Service::start_owned("order-service", &env);
     let cart_url = format!("http://127.0.0.1:{cart_port}");
     let order_url = format!("http://127.0.0.1:{order_port}");
     wait_ready(
@@ -559,4 +638,103 @@ fn a_registry_refusing_the_credentials_stops_cart_service_with_the_reason() {
         &["refused the credentials"],
         "a wrong registry password",
     );
+}
+
+#[test]
+#[allow(clippy::unwrap_used)]
+fn the_readme_mtls_example_loads_the_client_certificate_and_its_encrypted_key() {
+    use openssl::pkey::PKey;
+    use openssl::symm::Cipher;
+
+    let pki = TestPki::new().unwrap();
+    let broker = Broker::builder()
+        .tls(&pki, Validity::Current)
+        .start()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let client = pki
+        .issue("cart-service", &["cart-service"], Validity::Current)
+        .unwrap();
+    let key = PKey::private_key_from_pem(&std::fs::read(&client.key).unwrap()).unwrap();
+    let key_password = "client-Key-pw-2468";
+    let encrypted = key
+        .private_key_to_pem_pkcs8_passphrase(Cipher::aes_256_cbc(), key_password.as_bytes())
+        .unwrap();
+    let key_file = dir.path().join("client.key");
+    std::fs::write(&key_file, encrypted).unwrap();
+    let good = write(dir.path(), "key-pw", key_password);
+    let bad = write(dir.path(), "bad-key-pw", "not-the-key-password");
+    let mtls = &readme_blocks()[1];
+    let env_with = |password_file: &Path| {
+        fill(
+            mtls,
+            &[
+                ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers()),
+                (
+                    "KAFKA_PROPERTY_SSL_CA_LOCATION",
+                    pki.ca_file().display().to_string(),
+                ),
+                (
+                    "KAFKA_PROPERTY_SSL_CERTIFICATE_LOCATION",
+                    client.cert.display().to_string(),
+                ),
+                (
+                    "KAFKA_PROPERTY_SSL_KEY_LOCATION",
+                    key_file.display().to_string(),
+                ),
+                (
+                    "KAFKA_SSL_KEY_PASSWORD_FILE",
+                    password_file.display().to_string(),
+                ),
+            ],
+        )
+    };
+
+    // The registry reads the Kafka half of the same settings.
+    let registry_port = free_port();
+    let mut env = env_with(&good);
+    env.push(("API_PORT".into(), registry_port.to_string()));
+    let registry = Service::start_owned("schema-registry", &env);
+    let registry_url = format!("http://127.0.0.1:{registry_port}");
+    wait_ready(
+        &registry,
+        &format!("{registry_url}/subjects"),
+        &[],
+        Duration::from_secs(60),
+    );
+    let cart_port = free_port();
+    let mut env = env_with(&good);
+    env.extend([
+        ("API_PORT".into(), cart_port.to_string()),
+        ("SCHEMA_REGISTRY_URL".into(), registry_url.clone()),
+    ]);
+    let cart = Service::start_owned("cart-service", &env);
+    let cart_url = format!("http://127.0.0.1:{cart_port}");
+    wait_ready(
+        &cart,
+        &format!("{cart_url}/ready"),
+        &[],
+        Duration::from_secs(90),
+    );
+    let created = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"orderId": "MTLS-1", "numItems": 1}"#,
+        &format!("{cart_url}/api/create-order"),
+    ]);
+    assert_eq!(created.status, 201, "{}", created.body);
+    drop(cart);
+
+    let mut env = env_with(&bad);
+    env.extend([
+        ("API_PORT".into(), free_port().to_string()),
+        ("SCHEMA_REGISTRY_URL".into(), registry_url),
+    ]);
+    let service = Service::start_owned("cart-service", &env);
+    let output_has_no_key_password = |output: &str| !output.contains(key_password);
+    assert_stops_saying(service, &["ssl.key.location"], "a wrong key password");
+    assert!(output_has_no_key_password(&registry.output()));
 }
