@@ -294,18 +294,21 @@ impl KafkaSettings {
         }
     }
 
-    /// `bootstrap.servers`.
-    pub fn bootstrap_servers(&self) -> &str {
-        &self.bootstrap_servers
-    }
-
-    /// `security.protocol` as configured (librdkafka's default is `plaintext`).
-    pub fn security_protocol(&self) -> String {
+    /// The operator's value of a non-secret property.
+    fn plain_property(&self, key: &str) -> Option<String> {
         self.properties
             .iter()
             .rev()
-            .find(|p| p.key == "security.protocol")
-            .map_or_else(|| "plaintext".to_string(), |p| p.value.raw().to_lowercase())
+            .find(|p| p.key == key)
+            .and_then(|p| match &p.value {
+                PropertyValue::Plain(v) => Some(v.clone()),
+                PropertyValue::Secret(_) => None,
+            })
+    }
+
+    /// `bootstrap.servers`.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap_servers
     }
 
     /// Starts a client configuration for `purpose` (named in errors, e.g. "the order-events
@@ -619,6 +622,7 @@ pub async fn ensure_topic(
     let name = spec.name.to_string();
     let explain = context.clone();
     let metadata_probe = Arc::clone(&probe);
+    let tls_check = TlsCheck::from(settings);
     let (state, brokers) = tokio::task::spawn_blocking(move || {
         let probe = metadata_probe;
         let found = probe.client().fetch_metadata(None, timeout).and_then(|m| {
@@ -629,7 +633,7 @@ pub async fn ensure_topic(
             for _ in 0..100 {
                 probe.poll(Duration::ZERO);
             }
-            explain.explain(&servers, e)
+            with_certificate_diagnosis(explain.explain(&servers, e), &tls_check, timeout)
         })
     })
     .await
@@ -684,6 +688,70 @@ pub async fn ensure_topic(
     .await
     .context("the metadata task failed")??;
     Ok(state.unwrap_or(spec.partitions))
+}
+
+/// What a second look at a rejected certificate needs: the first bootstrap server and the CA
+/// file the clients use.
+struct TlsCheck {
+    server: Option<String>,
+    ca_location: Option<String>,
+}
+
+impl From<&KafkaSettings> for TlsCheck {
+    fn from(settings: &KafkaSettings) -> Self {
+        TlsCheck {
+            server: settings
+                .bootstrap_servers
+                .split(',')
+                .next()
+                .map(|s| s.trim().to_string()),
+            ca_location: settings.plain_property("ssl.ca.location"),
+        }
+    }
+}
+
+/// librdkafka words every certificate rejection as "certificate verify failed"; when that is
+/// the reason, one TLS handshake of our own with the same CA names the cause (expired, not yet
+/// valid, unknown issuer, …).
+fn with_certificate_diagnosis(
+    error: anyhow::Error,
+    check: &TlsCheck,
+    timeout: Duration,
+) -> anyhow::Error {
+    if !is_misconfigured(&error) || !format!("{error}").contains("certificate verify failed") {
+        return error;
+    }
+    match diagnose_certificate(check, timeout.min(Duration::from_secs(5))) {
+        Some(cause) => anyhow::Error::new(Misconfigured(format!(
+            "{error} (the broker's certificate: {cause})"
+        ))),
+        None => error,
+    }
+}
+
+/// The OpenSSL verification result of the first bootstrap server's certificate, if it fails.
+fn diagnose_certificate(check: &TlsCheck, timeout: Duration) -> Option<String> {
+    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+    use openssl::x509::X509VerifyResult;
+    use std::net::ToSocketAddrs;
+
+    let server = check.server.as_deref()?;
+    let host = server.rsplit_once(':')?.0.trim_matches(['[', ']']);
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).ok()?;
+    match &check.ca_location {
+        Some(ca) => builder.set_ca_file(ca).ok()?,
+        None => builder.set_default_verify_paths().ok()?,
+    }
+    // Finish the handshake whatever the verdict, then read the verdict.
+    builder.set_verify(SslVerifyMode::NONE);
+    let connector = builder.build();
+    let address = server.to_socket_addrs().ok()?.next()?;
+    let stream = std::net::TcpStream::connect_timeout(&address, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.set_write_timeout(Some(timeout)).ok()?;
+    let tls = connector.connect(host, stream).ok()?;
+    let result = tls.ssl().verify_result();
+    (result != X509VerifyResult::OK).then(|| result.error_string().to_string())
 }
 
 /// The partition count of `topic`, or `None` when it does not exist (blocking).

@@ -341,7 +341,8 @@ fn binary_env(binary: &str) -> BTreeMap<String, Option<String>> {
     let mut env = BTreeMap::new();
     for (start, _) in help.match_indices("[env: ") {
         let rest = &help[start + "[env: ".len()..];
-        let name = &rest[..rest.find('=').unwrap()];
+        // `[env: NAME=value]`, or `[env: NAME]` where clap hides the value (secrets).
+        let name = &rest[..rest.find(['=', ']']).unwrap()];
         let after = &rest[rest.find(']').unwrap() + 1..];
         let default = after
             .strip_prefix(" [default: ")
