@@ -12,6 +12,7 @@ use anyhow::Context;
 pub mod http_error;
 pub mod kafka;
 pub mod metrics;
+pub mod surface;
 pub mod telemetry;
 
 /// Binds `host:port` (port 0 picks a free one) and explains the usual failure.

@@ -78,6 +78,18 @@ impl Metrics {
         &self.registry
     }
 
+    /// Counts one answered request: `method` from [`method_label`], `route` the matched
+    /// pattern (or [`UNMATCHED_ROUTE`]), never a raw path, so the label sets stay fixed.
+    pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: std::time::Duration) {
+        let status = status.to_string();
+        self.requests
+            .with_label_values(&[method, route, status.as_str()])
+            .inc();
+        self.latency
+            .with_label_values(&[method, route])
+            .observe(elapsed.as_secs_f64());
+    }
+
     /// The Prometheus text exposition of everything registered.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
@@ -110,15 +122,12 @@ pub async fn record_http(
         .unwrap_or_else(|| UNMATCHED_ROUTE.to_string());
     let response = next.call(request).await?;
     if let Some(metrics) = metrics {
-        let status = response.status().as_u16().to_string();
-        metrics
-            .requests
-            .with_label_values(&[method, route.as_str(), status.as_str()])
-            .inc();
-        metrics
-            .latency
-            .with_label_values(&[method, route.as_str()])
-            .observe(started.elapsed().as_secs_f64());
+        metrics.observe(
+            method,
+            &route,
+            response.status().as_u16(),
+            started.elapsed(),
+        );
     }
     Ok(response)
 }
