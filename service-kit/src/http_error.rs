@@ -11,10 +11,26 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
 /// One problem with one field of the input.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldProblem {
+    #[schema(example = "orderId")]
     pub field: String,
+    #[schema(example = "must not be empty")]
     pub message: String,
+}
+
+/// Every error answer of the services (4xx and 5xx): the one error body, serialized and
+/// documented by the same type.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Always `false`.
+    #[schema(example = false)]
+    pub success: bool,
+    /// What is wrong, for a person.
+    #[schema(example = "Order 'ORDER-404' not found")]
+    pub message: String,
+    /// Each bad input field (empty when the problem is not one field's).
+    pub errors: Vec<FieldProblem>,
 }
 
 /// An error answer of a service.
@@ -56,11 +72,11 @@ impl ResponseError for HttpError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(serde_json::json!({
-            "success": false,
-            "message": self.message,
-            "errors": self.errors,
-        }))
+        HttpResponse::build(self.status).json(ErrorBody {
+            success: false,
+            message: self.message.clone(),
+            errors: self.errors.clone(),
+        })
     }
 }
 

@@ -27,11 +27,13 @@ pub const SHUTDOWN_GRACE_SECS: u64 = 30;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// One named condition of `/ready`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Check {
     /// What is checked, e.g. `kafka`, `schema_registry`, `consumer`.
+    #[schema(example = "kafka")]
     pub name: &'static str,
     /// `ok` or `failing`.
+    #[schema(example = "ok")]
     pub state: &'static str,
     /// Why it fails (absent when ok).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,9 +74,10 @@ impl Check {
 }
 
 /// The body of `/ready` in every service: `{"status": "ready"|"unavailable", "checks": [...]}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     /// `ready` when every check passes, else `unavailable`.
+    #[schema(example = "ready")]
     pub status: &'static str,
     /// Every check, passing or not.
     pub checks: Vec<Check>,
