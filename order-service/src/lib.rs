@@ -29,7 +29,7 @@ use actix_web::web::{self, Data};
 use actix_web::{App, HttpServer};
 use anyhow::Context;
 use order_events::OrderEventCodec;
-use service_kit::metrics::{record_http, Metrics};
+use service_kit::metrics::Metrics;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -317,24 +317,16 @@ fn serve(
             .app_data(state.clone())
             .app_data(metrics.clone())
             .app_data(service_kit::http_error::query_config())
-            .wrap(from_fn(record_http))
-            .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("http"))
+            .wrap(from_fn(service_kit::surface::observe))
             .configure(routes::configure)
             .service(openapi::swagger_ui())
-            .route(
-                "/docs",
-                web::get().to(|| async {
-                    actix_web::HttpResponse::PermanentRedirect()
-                        .insert_header(("Location", "/docs/"))
-                        .finish()
-                }),
-            )
+            .route("/docs", web::get().to(service_kit::surface::docs_redirect))
             .default_service(web::to(service_kit::http_error::not_found))
     })
     .on_connect(connection::on_connect)
     .listen(listener)
     .context("starting the HTTP server")?
-    .shutdown_timeout(10)
+    .shutdown_timeout(service_kit::surface::SHUTDOWN_GRACE_SECS)
     .run();
     Ok((port, server))
 }

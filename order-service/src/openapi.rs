@@ -32,9 +32,11 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         dto::OrderDetailsResponse,
         dto::OrderListResponse,
         dto::TopicOrderIdsResponse,
-        dto::ErrorResponse,
-        dto::FieldProblemDto,
         dto::StatusResponse,
+        service_kit::http_error::ErrorBody,
+        service_kit::http_error::FieldProblem,
+        service_kit::surface::Readiness,
+        service_kit::surface::Check,
     )),
     tags(
         (name = "orders", description = "The order view"),

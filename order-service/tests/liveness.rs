@@ -45,7 +45,7 @@ async fn wait_unready(env: &Env, url: &str) -> String {
     loop {
         let (status, body) = get_json(&env.http, url, "/ready").await;
         if status == 503 {
-            return body["message"].as_str().unwrap_or_default().to_owned();
+            return unready_reason(&body);
         }
         assert!(Instant::now() < deadline, "{url} stayed ready: {body}");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -297,11 +297,7 @@ async fn a_consumer_stalled_with_records_waiting_is_not_up_until_it_moves_again(
 
     eventually("the stall to be reported", || async {
         let (status, body) = get_json(&env.http, url, "/ready").await;
-        status == 503
-            && body["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("stalled")
+        status == 503 && unready_reason(&body).contains("stalled")
     })
     .await;
     assert_eq!(metric(&env.http, url, "consumer_up").await, 0.0);

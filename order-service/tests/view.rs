@@ -374,7 +374,15 @@ async fn health_metrics_openapi_and_docs_are_served() {
     let (status, body) = get_json(&env.http, url, "/health").await;
     assert_eq!((status, body), (200, json!({"status": "alive"})));
     let (status, body) = get_json(&env.http, url, "/ready").await;
-    assert_eq!((status, body), (200, json!({"status": "ready"})));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready");
+    let names: Vec<&str> = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["consumer", "kafka", "schema_registry"]);
 
     env.produce(&event(
         simple_order("ORDER-M", "C", OrderStatus::Pending),

@@ -126,31 +126,9 @@ pub struct TopicOrderIdsResponse {
     pub count: usize,
 }
 
-/// One problem with one input field.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FieldProblemDto {
-    #[schema(example = "orderId")]
-    pub field: String,
-    #[schema(example = "must not be empty")]
-    pub message: String,
-}
-
-/// Every error answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorResponse {
-    #[schema(example = false)]
-    pub success: bool,
-    #[schema(example = "Order 'ORDER-404' not found")]
-    pub message: String,
-    pub errors: Vec<FieldProblemDto>,
-}
-
-/// `/health` and `/ready`.
+/// `/health`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusResponse {
-    #[schema(example = "ready")]
+    #[schema(example = "alive")]
     pub status: String,
-    /// Why the service is not ready (only when it is not).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
 }

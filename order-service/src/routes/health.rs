@@ -14,9 +14,11 @@ use actix_web::{get, HttpResponse};
 use rdkafka::consumer::Consumer;
 use service_kit::metrics::Metrics;
 
+use service_kit::kafka::topic_partitions;
+use service_kit::surface::{Check, Readiness};
+
 use crate::routes::dto::StatusResponse;
 use crate::routes::AppState;
-use service_kit::kafka::topic_partitions;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -28,33 +30,35 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 )]
 #[get("/health")]
 pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(service_kit::status_body("alive"))
+    service_kit::surface::health().await
 }
 
-/// Ready when the consumer runs and makes progress, Kafka is reachable, every partition is
-/// assigned and the registry answers.
+/// Ready when the consumer runs and makes progress (`consumer`), Kafka is reachable and has
+/// the topic (`kafka`) and the registry answers (`schema_registry`); every check is listed.
 #[utoipa::path(
     tag = "health",
     responses(
-        (status = 200, description = "Ready", body = StatusResponse,
-         example = json!({"status": "ready"})),
-        (status = 503, description = "Not ready, with the reason", body = StatusResponse,
-         example = json!({"status": "unavailable", "message": "partitions are not assigned yet"})),
+        (status = 200, description = "Ready", body = Readiness,
+         example = json!({"status": "ready", "checks": [
+             {"name": "consumer", "state": "ok"}, {"name": "kafka", "state": "ok"},
+             {"name": "schema_registry", "state": "ok"}]})),
+        (status = 503, description = "Not ready; the failing checks say why", body = Readiness,
+         example = json!({"status": "unavailable", "checks": [
+             {"name": "consumer", "state": "failing", "detail": "partitions are not assigned yet"},
+             {"name": "kafka", "state": "ok"}, {"name": "schema_registry", "state": "ok"}]})),
     )
 )]
 #[get("/ready")]
 pub async fn ready(state: Data<AppState>) -> HttpResponse {
-    match check(&state).await {
-        Ok(()) => HttpResponse::Ok().json(service_kit::status_body("ready")),
-        Err(reason) => HttpResponse::ServiceUnavailable().json(StatusResponse {
-            status: "unavailable".into(),
-            message: Some(reason),
-        }),
-    }
+    let (kafka, registry) = tokio::join!(kafka_check(&state), registry_check(&state));
+    service_kit::surface::readiness(vec![
+        Check::from_result("consumer", state.consumer.health()),
+        Check::from_result("kafka", kafka),
+        Check::from_result("schema_registry", registry),
+    ])
 }
 
-async fn check(state: &AppState) -> Result<(), String> {
-    state.consumer.health()?;
+async fn kafka_check(state: &AppState) -> Result<(), String> {
     let probe = state.probe.clone();
     let topic = state.topic.clone();
     let broker = tokio::task::spawn_blocking(move || {
@@ -63,10 +67,13 @@ async fn check(state: &AppState) -> Result<(), String> {
     .await
     .map_err(|e| format!("broker check failed: {e}"))?;
     match broker {
-        Ok(Some(_)) => {}
-        Ok(None) => return Err(format!("topic {} does not exist", state.topic)),
-        Err(e) => return Err(format!("Kafka is unreachable: {e}")),
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(format!("topic {} does not exist", state.topic)),
+        Err(e) => Err(format!("Kafka is unreachable: {e}")),
     }
+}
+
+async fn registry_check(state: &AppState) -> Result<(), String> {
     let url = format!(
         "{}/subjects",
         state.registry.display_url().trim_end_matches('/')

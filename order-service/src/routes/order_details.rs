@@ -16,9 +16,10 @@ use service_kit::http_error::HttpError;
 use tracing::Instrument;
 use utoipa::IntoParams;
 
-use crate::routes::dto::{ErrorResponse, OrderDetailsResponse, OrderDto};
+use crate::routes::dto::{OrderDetailsResponse, OrderDto};
 use crate::routes::{blocking, invalid_query, problem, AppState};
 use crate::store::OrderView;
+use service_kit::http_error::ErrorBody;
 
 /// The longest `waitMs`.
 pub const MAX_WAIT_MS: u64 = 30_000;
@@ -114,11 +115,11 @@ fn validate(query: DetailsQuery) -> Result<Valid, HttpError> {
                      "shippingCost": 40.0, "version": 1, "eventType": "ORDER_CREATED",
                      "updatedAt": "2024-05-01T10:00:00.123Z"}})),
         (status = 400, description = "Missing or malformed orderId, waitMs or minVersion",
-         body = ErrorResponse,
+         body = ErrorBody,
          example = json!({"success": false, "message": "Invalid query parameter 'orderId': is required",
                           "errors": [{"field": "orderId", "message": "is required"}]})),
         (status = 404, description = "Not in the view (at the deadline, when waiting)",
-         body = ErrorResponse,
+         body = ErrorBody,
          example = json!({"success": false, "message": "Order 'ORDER-404' not found", "errors": []})),
     )
 )]

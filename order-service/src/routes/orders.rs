@@ -12,9 +12,10 @@ use service_kit::http_error::HttpError;
 use tracing::Instrument;
 use utoipa::IntoParams;
 
-use crate::routes::dto::{ErrorResponse, OrderDto, OrderListResponse};
+use crate::routes::dto::{OrderDto, OrderListResponse};
 use crate::routes::{blocking, invalid_query, problem, AppState};
 use crate::store::ListQuery;
+use service_kit::http_error::ErrorBody;
 
 /// The default and the largest page size.
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -120,7 +121,7 @@ fn validate(params: ListParams) -> Result<ListQuery, HttpError> {
                       "totalAmount": 1999.98, "currency": "EUR", "status": "pending",
                       "shippingCost": 40.0, "version": 1, "eventType": "ORDER_CREATED",
                       "updatedAt": "2024-05-01T10:00:00.123Z"}]})),
-        (status = 400, description = "A malformed filter, limit or cursor", body = ErrorResponse,
+        (status = 400, description = "A malformed filter, limit or cursor", body = ErrorBody,
          example = json!({"success": false,
                           "message": "Invalid query parameter 'limit': must be a whole number from 1 to 500, got \"0\"",
                           "errors": [{"field": "limit", "message": "must be a whole number from 1 to 500, got \"0\""}]})),

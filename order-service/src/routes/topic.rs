@@ -18,9 +18,10 @@ use tracing::Instrument;
 use utoipa::IntoParams;
 
 use crate::connection::ClientSocket;
-use crate::routes::dto::{ErrorResponse, TopicOrderIdsResponse};
+use crate::routes::dto::TopicOrderIdsResponse;
 use crate::routes::{invalid_query, problem, AppState};
 use crate::topic_scan::{check_topic_name, ScanError};
+use service_kit::http_error::ErrorBody;
 
 /// Seconds a client is asked to wait when every scan slot is busy.
 pub const RETRY_AFTER_SECS: u32 = 1;
@@ -44,20 +45,20 @@ pub struct TopicParams {
         (status = 200, description = "The distinct order ids", body = TopicOrderIdsResponse,
          example = json!({"success": true, "topicName": "order-events",
                           "orderIds": ["ORDER-001", "ORDER-002"], "count": 2})),
-        (status = 400, description = "Missing or illegal topic name", body = ErrorResponse,
+        (status = 400, description = "Missing or illegal topic name", body = ErrorBody,
          example = json!({"success": false,
                           "message": "Invalid query parameter 'topicName': contains '/'; only ASCII letters, digits, '.', '_' and '-' are allowed",
                           "errors": [{"field": "topicName", "message": "contains '/'; only ASCII letters, digits, '.', '_' and '-' are allowed"}]})),
-        (status = 403, description = "The topic may not be scanned (not in TOPIC_SCAN_ALLOWED, or internal)", body = ErrorResponse,
+        (status = 403, description = "The topic may not be scanned (not in TOPIC_SCAN_ALLOWED, or internal)", body = ErrorBody,
          example = json!({"success": false,
                           "message": "Topic '_schemas' may not be scanned; allowed topics: order-events, order-events.dlq",
                           "errors": [{"field": "topicName", "message": "allowed topics: order-events, order-events.dlq"}]})),
-        (status = 404, description = "No such topic", body = ErrorResponse,
+        (status = 404, description = "No such topic", body = ErrorBody,
          example = json!({"success": false, "message": "Topic 'nope' does not exist", "errors": []})),
-        (status = 429, description = "Every scan slot is busy (TOPIC_SCAN_MAX_CONCURRENT); retry after the Retry-After header's seconds", body = ErrorResponse,
+        (status = 429, description = "Every scan slot is busy (TOPIC_SCAN_MAX_CONCURRENT); retry after the Retry-After header's seconds", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait")),
          example = json!({"success": false, "message": "Too many topic scans are running (at most 4); retry in 1 s", "errors": []})),
-        (status = 503, description = "Kafka unreachable, the scan took too long, or the topic has too many distinct keys", body = ErrorResponse,
+        (status = 503, description = "Kafka unreachable, the scan took too long, or the topic has too many distinct keys", body = ErrorBody,
          example = json!({"success": false, "message": "Kafka is unreachable: ...", "errors": []})),
     )
 )]

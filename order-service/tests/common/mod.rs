@@ -287,3 +287,24 @@ pub fn set(value: Value, name: &str, new: Value) -> Value {
     }
     Value::Record(fields)
 }
+
+/// The failing checks of a `/ready` answer, `name: detail` each, for assertions on the reason.
+pub fn unready_reason(body: &serde_json::Value) -> String {
+    body["checks"]
+        .as_array()
+        .map(|checks| {
+            checks
+                .iter()
+                .filter(|c| c["state"] == "failing")
+                .map(|c| {
+                    format!(
+                        "{}: {}",
+                        c["name"].as_str().unwrap_or(""),
+                        c["detail"].as_str().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default()
+}
