@@ -25,6 +25,8 @@ use actix_web::web::{self, Data};
 use actix_web::{App, HttpResponse, HttpServer, ResponseError};
 use anyhow::Context;
 use openssl::ssl::SslAcceptorBuilder;
+use service_kit::metrics::Metrics;
+use service_kit::surface::Check;
 
 pub mod api;
 pub mod auth;
@@ -185,6 +187,7 @@ impl Application {
         let auth_on = security.authenticator.is_some();
         let authenticator = security.authenticator.map(Data::new);
         let ready_detail = Data::new(ReadyDetail(!auth_on));
+        let metrics = Data::new(Metrics::new().context("creating the metrics registry")?);
         let server = HttpServer::new(move || {
             let mut app = App::new();
             if let Some(authenticator) = &authenticator {
@@ -192,6 +195,7 @@ impl Application {
             }
             app.app_data(app_store.clone())
                 .app_data(ready_detail.clone())
+                .app_data(metrics.clone())
                 .app_data(limits.clone())
                 .app_data(web::PayloadConfig::new(max_request_bytes))
                 .app_data(web::QueryConfig::default().error_handler(api::query_error))
@@ -199,11 +203,15 @@ impl Application {
                 .wrap(ErrorHandlers::new().default_handler(move |response| {
                     confluent_error_body(response, max_request_bytes)
                 }))
-                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("http"))
+                .wrap(actix_web::middleware::from_fn(
+                    service_kit::surface::observe,
+                ))
                 .route("/ui", web::get().to(ui))
                 .route("/ui/", web::get().to(ui))
-                .route("/health", web::get().to(health))
+                .route("/docs", web::get().to(docs))
+                .route("/health", web::get().to(service_kit::surface::health))
                 .route("/ready", web::get().to(ready))
+                .route("/metrics", web::get().to(serve_metrics))
                 .configure(api::routes)
                 .default_service(web::to(api::not_found))
         });
@@ -221,7 +229,9 @@ impl Application {
                 "http",
             ),
         };
-        let server = server.shutdown_timeout(10).run();
+        let server = server
+            .shutdown_timeout(service_kit::surface::SHUTDOWN_GRACE_SECS)
+            .run();
         Ok(Application {
             port,
             scheme,
@@ -295,8 +305,17 @@ async fn ui() -> HttpResponse {
         .body(include_str!("ui/index.html"))
 }
 
-async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(service_kit::status_body("alive"))
+/// `/docs`: the registry has no OpenAPI document (its API is Confluent's, documented by
+/// Confluent); its browsable documentation is the UI, so `/docs` sends there, permanently.
+async fn docs() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/ui"))
+        .finish()
+}
+
+/// `/metrics`: the HTTP metrics in Prometheus' text format.
+async fn serve_metrics(metrics: Data<Metrics>) -> HttpResponse {
+    metrics.response()
 }
 
 /// Whether `/ready` explains a failure in its body. With authentication on, `/ready` still
@@ -304,25 +323,47 @@ async fn health() -> HttpResponse {
 /// names brokers and topics, for the log.
 struct ReadyDetail(bool);
 
+/// How long `/ready` waits for the broker's answer and then for the reader to catch up.
+const READY_WAIT: Duration = Duration::from_secs(2);
+
+/// `/ready`: `kafka` (the broker answers with the end of `_schemas`) and `schemas_reader` (the
+/// reader runs and has applied the log up to that end within [`READY_WAIT`]).
 async fn ready(store: Data<Store>, detail: Data<ReadyDetail>) -> HttpResponse {
-    let unavailable = |message: String| {
-        let message = if detail.0 {
-            message
+    let explain = |check: &'static str, why: String| {
+        if detail.0 {
+            why
         } else {
-            tracing::warn!(%message, "not ready");
-            "The registry is not ready; the reason is in its log".to_string()
-        };
-        HttpResponse::ServiceUnavailable().json(serde_json::json!({
-            "status": "unavailable", "message": message
-        }))
+            tracing::warn!(check, reason = %why, "not ready");
+            "failing; the reason is in the registry's log".to_string()
+        }
     };
-    if let Some(reason) = store.reader_failure() {
-        return unavailable(format!("The registry stopped following _schemas: {reason}"));
-    }
-    match store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(service_kit::status_body("ready")),
-        Err(e) => unavailable(format!("Kafka is unreachable: {e}")),
-    }
+    let reader = match store.reader_failure() {
+        Some(reason) => Err(format!("the registry stopped following _schemas: {reason}")),
+        None => Ok(()),
+    };
+    let (kafka, reader) = match store.end_of_log(READY_WAIT).await {
+        Ok(end) => {
+            let caught_up = match reader {
+                Ok(()) => store
+                    .wait_applied(end, READY_WAIT)
+                    .await
+                    .map_err(|e| e.to_string()),
+                failed => failed,
+            };
+            (Ok(()), caught_up)
+        }
+        Err(e) => (
+            Err(format!("Kafka is unreachable: {e}")),
+            reader.and(Err("unknown while Kafka is unreachable".to_string())),
+        ),
+    };
+    service_kit::surface::readiness(vec![
+        Check::from_result("kafka", kafka.map_err(|why| explain("kafka", why))),
+        Check::from_result(
+            "schemas_reader",
+            reader.map_err(|why| explain("schemas_reader", why)),
+        ),
+    ])
 }
 
 /// A registry serving from a task of this process (for embedding it, and for tests); it stops

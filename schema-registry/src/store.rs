@@ -136,16 +136,22 @@ impl Store {
     }
 
     /// Waits until the reader has applied everything in the log at this moment.
-    pub async fn sync(&self) -> Result<(), StoreError> {
+    pub(crate) async fn sync(&self) -> Result<(), StoreError> {
+        let end = self.end_of_log(self.settings.timeout).await?;
+        self.wait_applied(end, self.settings.timeout).await
+    }
+
+    /// The end of the log (the offset the next record gets), as the broker says within
+    /// `timeout`: an answer also proves the broker reachable.
+    pub(crate) async fn end_of_log(&self, timeout: Duration) -> Result<i64, StoreError> {
         let client = self.watermarks.clone();
         let topic = self.settings.topic.clone();
-        let timeout = self.settings.timeout;
         let (_, high) =
             tokio::task::spawn_blocking(move || client.fetch_watermarks(&topic, 0, timeout))
                 .await
                 .map_err(|e| StoreError::Kafka(format!("watermark task failed: {e}")))?
                 .map_err(|e| StoreError::Kafka(format!("cannot read the end of the log: {e}")))?;
-        self.wait_applied(high).await
+        Ok(high)
     }
 
     /// Why the log reader stopped, if it did (then the model no longer follows the log).
@@ -163,28 +169,14 @@ impl Store {
         reason.unwrap_or_else(|| "its monitor stopped".to_string())
     }
 
-    /// Is the broker reachable right now?
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let client = self.watermarks.clone();
-        let topic = self.settings.topic.clone();
-        tokio::task::spawn_blocking(move || {
-            client.fetch_watermarks(&topic, 0, Duration::from_secs(2))
-        })
-        .await
-        .map_err(|e| StoreError::Kafka(e.to_string()))?
-        .map(|_| ())
-        .map_err(|e| StoreError::Kafka(e.to_string()))
-    }
-
-    /// Waits until the reader's position is past `end` (an exclusive offset).
-    async fn wait_applied(&self, end: i64) -> Result<(), StoreError> {
+    /// Waits up to `timeout` until the reader's position is past `end` (an exclusive offset).
+    pub(crate) async fn wait_applied(&self, end: i64, timeout: Duration) -> Result<(), StoreError> {
         let mut applied = self.applied.clone();
-        tokio::time::timeout(self.settings.timeout, applied.wait_for(|pos| *pos >= end))
+        tokio::time::timeout(timeout, applied.wait_for(|pos| *pos >= end))
             .await
             .map_err(|_| {
                 StoreError::Timeout(format!(
-                    "the reader did not reach offset {end} within {:?}",
-                    self.settings.timeout
+                    "the reader did not reach offset {end} within {timeout:?}"
                 ))
             })?
             .map_err(|_| StoreError::Kafka("the reader stopped".to_string()))?;
@@ -229,7 +221,7 @@ impl Store {
             last = delivery.offset;
         }
         if last >= 0 {
-            self.wait_applied(last + 1).await?;
+            self.wait_applied(last + 1, self.settings.timeout).await?;
         }
         Ok(())
     }

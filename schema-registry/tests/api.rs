@@ -525,3 +525,62 @@ async fn the_ui_is_served_without_external_resources() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The operations surface every service shares: `/health`, `/ready` with named checks,
+/// `/metrics`, request IDs, and `/docs` sending to the UI (the registry has no OpenAPI document).
+#[tokio::test]
+async fn the_service_surface_is_the_familys() -> anyhow::Result<()> {
+    let mut r = TestRegistry::start().await?;
+    assert_eq!(r.get("/health").await?, (200, json!({"status": "alive"})));
+    assert_eq!(
+        r.get("/ready").await?,
+        (
+            200,
+            json!({"status": "ready", "checks": [
+                {"name": "kafka", "state": "ok"},
+                {"name": "schemas_reader", "state": "ok"}]})
+        )
+    );
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let docs = plain.get(format!("{}/docs", r.url)).send().await?;
+    assert_eq!(docs.status().as_u16(), 308);
+    assert_eq!(
+        docs.headers().get("location").map(|v| v.as_bytes()),
+        Some(&b"/ui"[..])
+    );
+    let subjects = plain
+        .get(format!("{}/subjects", r.url))
+        .header("X-Request-Id", "trace-42")
+        .send()
+        .await?;
+    assert_eq!(subjects.status().as_u16(), 200);
+    assert_eq!(
+        subjects.headers().get("x-request-id").map(|v| v.as_bytes()),
+        Some(&b"trace-42"[..])
+    );
+    let metrics = plain.get(format!("{}/metrics", r.url)).send().await?;
+    assert_eq!(metrics.status().as_u16(), 200);
+    let text = metrics.text().await?;
+    assert!(
+        text.contains(r#"http_requests_total{method="GET",route="/subjects",status="200"} 1"#),
+        "{text}"
+    );
+
+    // Without the broker, `/ready` says which check fails and why (auth is off).
+    r.broker.kill();
+    let (status, body) = r.get("/ready").await?;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["checks"][0]["name"], "kafka");
+    assert_eq!(body["checks"][0]["state"], "failing");
+    assert!(
+        body["checks"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("Kafka is unreachable")),
+        "{body}"
+    );
+    assert_eq!(body["checks"][1]["name"], "schemas_reader");
+    Ok(())
+}
