@@ -33,17 +33,17 @@ use service_kit::metrics::Metrics;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub mod connection;
-pub mod consumer;
-pub mod dlq;
-pub mod domain;
-pub mod metrics;
-pub mod openapi;
-pub mod routes;
-pub mod settings;
+pub(crate) mod connection;
+pub(crate) mod consumer;
+pub(crate) mod dlq;
+pub(crate) mod domain;
+pub(crate) mod metrics;
+pub(crate) mod openapi;
+pub(crate) mod routes;
+pub(crate) mod settings;
 pub mod store;
-pub mod topic_scan;
-pub mod waiters;
+pub(crate) mod topic_scan;
+pub(crate) mod waiters;
 
 pub use settings::Settings;
 

@@ -90,12 +90,6 @@ pub struct Batch {
     pub offsets: Vec<(i32, i64)>,
 }
 
-impl Batch {
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.dead_lettered == 0 && self.offsets.is_empty()
-    }
-}
-
 /// What a committed transaction did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -167,11 +161,6 @@ impl Store {
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
         })
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The stored next offsets of `topic`, by partition.

@@ -108,13 +108,15 @@ impl Waiters {
         }
     }
 
-    /// The number of requests waiting (for metrics and tests).
-    pub fn len(&self) -> usize {
+    /// The number of requests waiting.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         inner.by_order.values().map(Vec::len).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
