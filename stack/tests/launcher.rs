@@ -98,3 +98,84 @@ fn up_prints_working_urls_stops_on_ctrl_c_and_finds_its_data_again() {
     assert_eq!(details.json()["totalAmount"], total);
     assert!(again.stop().success());
 }
+
+/// The three services as one family (issue #14): the same `/health`, `/ready` shape, `/metrics`,
+/// `/docs` redirect and request-ID echo, checked on each as a user reaches it.
+#[test]
+fn the_three_services_share_one_surface() {
+    let data = tempfile::tempdir().unwrap();
+    let stack = Launched::up(data.path());
+    let ports = stack.ports;
+    for (service, url, docs) in [
+        ("cart-service", ports.cart_url(), "/docs/"),
+        ("order-service", ports.order_url(), "/docs/"),
+        ("schema-registry", ports.registry_url(), "/ui"),
+    ] {
+        let health = curl(&[&format!("{url}/health")]);
+        assert_eq!(health.status, 200, "{service} /health");
+        assert_eq!(
+            health.json(),
+            serde_json::json!({"status": "alive"}),
+            "{service}"
+        );
+
+        let ready = curl(&[&format!("{url}/ready")]);
+        assert_eq!(ready.status, 200, "{service} /ready: {}", ready.body);
+        let body = ready.json();
+        assert_eq!(body["status"], "ready", "{service}: {body}");
+        let checks = body["checks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{service}: {body}"));
+        assert!(!checks.is_empty(), "{service}: no checks");
+        for check in checks {
+            let name = check["name"].as_str().unwrap();
+            assert!(
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{service}: check name {name:?}"
+            );
+            assert_eq!(check["state"], "ok", "{service}: {check}");
+        }
+
+        let metrics = curl(&[&format!("{url}/metrics")]);
+        assert_eq!(metrics.status, 200, "{service} /metrics");
+        assert!(
+            metrics.body.contains("http_requests_total{"),
+            "{service} /metrics has no HTTP metrics"
+        );
+
+        let redirect = curl(&["-D", "-", &format!("{url}/docs")]);
+        assert_eq!(redirect.status, 308, "{service} /docs");
+        let location = redirect
+            .body
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("location:")
+                    .map(|v| v.trim().to_string())
+            })
+            .unwrap_or_default();
+        assert_eq!(location, docs, "{service} /docs redirects to {location:?}");
+        let followed = curl(&["-L", &format!("{url}/docs")]);
+        assert_eq!(followed.status, 200, "{service} {docs}");
+
+        let echoed = curl(&[
+            "-D",
+            "-",
+            "-H",
+            "X-Request-Id: family-check-1",
+            &format!("{url}/health"),
+        ]);
+        assert!(
+            echoed
+                .body
+                .to_ascii_lowercase()
+                .contains("x-request-id: family-check-1"),
+            "{service} does not echo X-Request-Id: {}",
+            echoed.body
+        );
+    }
+    assert!(
+        stack.output_contains("GET /health 200"),
+        "no access log line"
+    );
+}
