@@ -7,13 +7,13 @@ use order_events::{Currency, CustomerId, DomainError, ItemId, Money, OrderItem, 
 use rand::Rng;
 
 /// `CUST-` and five digits.
-pub fn customer_id() -> Result<CustomerId, DomainError> {
+pub(crate) fn customer_id() -> Result<CustomerId, DomainError> {
     let n: u32 = rand::rng().random_range(10_000..100_000);
     CustomerId::parse(format!("CUST-{n}"))
 }
 
 /// `count` items: `ITEM-` and four digits, quantity 1 to 5, price 1.00 to 500.00.
-pub fn items(count: usize) -> Result<Vec<OrderItem>, DomainError> {
+pub(crate) fn items(count: usize) -> Result<Vec<OrderItem>, DomainError> {
     let mut rng = rand::rng();
     (0..count)
         .map(|_| {
@@ -26,7 +26,7 @@ pub fn items(count: usize) -> Result<Vec<OrderItem>, DomainError> {
 }
 
 /// One of the configured currencies.
-pub fn currency(choices: &[Currency]) -> Option<Currency> {
+pub(crate) fn currency(choices: &[Currency]) -> Option<Currency> {
     if choices.is_empty() {
         return None;
     }

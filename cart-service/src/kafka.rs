@@ -29,7 +29,7 @@ use crate::orders::Orders;
 
 /// Why a publish failed.
 #[derive(Debug, thiserror::Error)]
-pub enum PublishError {
+pub(crate) enum PublishError {
     /// The record was never handed to a broker (local queue full or purged before sending).
     #[error("Kafka broker unreachable or not acknowledging: {0}")]
     Unavailable(String),
@@ -43,13 +43,13 @@ pub enum PublishError {
 
 /// Producer metrics.
 #[derive(Clone)]
-pub struct PublishMetrics {
+pub(crate) struct PublishMetrics {
     latency: HistogramVec,
     errors: IntCounterVec,
 }
 
 impl PublishMetrics {
-    pub fn register(registry: &Registry) -> anyhow::Result<Self> {
+    pub(crate) fn register(registry: &Registry) -> anyhow::Result<Self> {
         let latency = HistogramVec::new(
             HistogramOpts::new(
                 "kafka_produce_duration_seconds",
@@ -69,7 +69,7 @@ impl PublishMetrics {
 }
 
 /// The single writer of the orders topic.
-pub struct Publisher {
+pub(crate) struct Publisher {
     producer: RwLock<Arc<OrderProducer>>,
     config: ClientConfig,
     topic: String,
@@ -78,7 +78,7 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn new(
+    pub(crate) fn new(
         kafka: &KafkaSettings,
         topic: &str,
         timeout: Duration,
@@ -110,7 +110,7 @@ impl Publisher {
     }
 
     /// Sends one record and waits for the broker's acknowledgement (acks=all).
-    pub async fn publish(
+    pub(crate) async fn publish(
         &self,
         key: &str,
         payload: &[u8],
@@ -197,7 +197,7 @@ impl Publisher {
     }
 
     /// Waits until everything sent is acknowledged (graceful shutdown).
-    pub fn flush(&self, timeout: Duration) {
+    pub(crate) fn flush(&self, timeout: Duration) {
         if let Err(e) = self.producer().flush(timeout) {
             tracing::warn!(error = %e, "flush at shutdown did not complete");
         }
@@ -237,7 +237,7 @@ fn classify(error: KafkaError, metrics: &PublishMetrics) -> PublishError {
 
 /// Reads the topic from the beginning to the high watermarks of this moment and loads the
 /// latest event of every order into `orders`. Returns how many records were read.
-pub async fn load_orders(
+pub(crate) async fn load_orders(
     kafka: &KafkaSettings,
     topic: &str,
     codec: &OrderEventCodec,
@@ -271,6 +271,6 @@ pub async fn load_orders(
 }
 
 /// Is the broker reachable right now?
-pub fn ping(consumer: &BaseConsumer<KafkaContext>, timeout: Duration) -> bool {
+pub(crate) fn ping(consumer: &BaseConsumer<KafkaContext>, timeout: Duration) -> bool {
     consumer.fetch_metadata(None, timeout).is_ok()
 }

@@ -6,9 +6,15 @@
 //! record: at start-up the service reads the topic back into [`orders::Orders`] before it
 //! answers ready, so 409/404 and updates are right after any restart.
 //!
-//! Map: [`settings`], [`request`] (bodies → commands), [`generate`] (what the client left out),
-//! [`orders`] (the index and per-order locks), [`kafka`] (topic, loading, publishing),
-//! [`routes`] (HTTP), [`openapi`] (the documented API).
+//! The crate exposes [`Settings`], [`Application`] (what `main` runs) and [`spawn`]/[`Running`]
+//! (tests and embedding); everything else is private to it.
+//!
+//! Map: `settings`, `request` (bodies → commands: shape, `validator` rules, domain newtypes),
+//! `generate` (what the client left out), `orders` (the index and per-order locks), `kafka`
+//! (topic, loading, publishing), `routes` (HTTP: the shared `AppState`, handlers, `dto` for
+//! the bodies read and answered), `openapi` (the documented API). The operations surface
+//! (`/health`, `/ready`, `/metrics`, `/docs`, request IDs, access log, HTTP metrics, shutdown
+//! grace) is `service_kit::surface`, shared with the other services.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -18,52 +24,26 @@ use actix_web::middleware::from_fn;
 use actix_web::web::{self, Data};
 use actix_web::{App, HttpServer};
 use anyhow::Context;
-use order_events::{Currency, OrderEventCodec, RegistryConfig};
+use order_events::{Currency, OrderEventCodec};
 use rdkafka::consumer::BaseConsumer;
 use service_kit::kafka::{KafkaContext, KafkaSettings};
 use service_kit::metrics::Metrics;
+use service_kit::surface;
 use tokio::sync::watch;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-pub mod generate;
-pub mod kafka;
-pub mod openapi;
-pub mod orders;
-pub mod request;
-pub mod routes;
-pub mod settings;
+mod generate;
+mod kafka;
+mod openapi;
+mod orders;
+mod request;
+mod routes;
+mod settings;
 
 pub use settings::Settings;
 
-/// Everything the handlers share.
-pub struct AppState {
-    pub orders: orders::Orders,
-    pub publisher: kafka::Publisher,
-    pub codec: OrderEventCodec,
-    pub currencies: Vec<Currency>,
-    /// The registry as configured (URL without credentials, basic auth, CA), for `/ready`.
-    pub registry: RegistryConfig,
-    pub http: reqwest::Client,
-    pub pinger: BaseConsumer<KafkaContext>,
-    pub metrics: Metrics,
-    /// `None` once loaded; otherwise what start-up is doing or why it is stuck.
-    pub loading: Mutex<Option<String>>,
-}
-
-impl AppState {
-    /// `Some(reason)` while the service cannot take writes yet.
-    pub fn not_ready(&self) -> Option<String> {
-        self.loading
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn set_loading(&self, status: Option<String>) {
-        *self.loading.lock().unwrap_or_else(|e| e.into_inner()) = status;
-    }
-}
+use routes::AppState;
 
 /// The built service: a bound listener and a server ready to run.
 pub struct Application {
@@ -137,18 +117,17 @@ impl Application {
                 .app_data(service_kit::http_error::json_config(max_body))
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(service_kit::http_error::query_config())
-                .wrap(from_fn(service_kit::metrics::record_http))
+                .wrap(from_fn(surface::observe))
                 .configure(routes::configure)
                 .service(
                     SwaggerUi::new("/docs/{_:.*}")
                         .url("/api-docs/openapi.json", openapi::ApiDoc::openapi()),
                 )
-                .route("/docs", web::get().to(routes::ops::docs_redirect))
                 .default_service(web::to(service_kit::http_error::not_found))
         })
         .listen(listener)
         .context("starting the HTTP server")?
-        .shutdown_timeout(30)
+        .shutdown_timeout(surface::SHUTDOWN_GRACE_SECS)
         .run();
         Ok(Application {
             port,
@@ -196,6 +175,16 @@ impl Application {
         state.publisher.flush(Duration::from_secs(10));
         result
     }
+}
+
+/// CartService serving from a task of this process (for tests and embedding); it stops when
+/// dropped. `/ready` says when it has loaded its state.
+pub type Running = service_kit::Spawned<anyhow::Result<()>>;
+
+/// Builds the service and serves it on a tokio task of the current runtime.
+pub async fn spawn(settings: Settings) -> anyhow::Result<Running> {
+    let app = Application::build(settings).await?;
+    Ok(Running::new(app.port(), app.run_until_stopped()))
 }
 
 /// The registry refused our credentials or certificate check, or the schema itself.

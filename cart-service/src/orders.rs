@@ -22,32 +22,32 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 /// An event whose publish timed out: it may or may not be on the topic.
 #[derive(Debug, Clone)]
-pub struct InDoubt {
-    pub event: OrderEvent,
+pub(crate) struct InDoubt {
+    pub(crate) event: OrderEvent,
     /// The request that first sent it, kept for the record's `request-id` header.
-    pub request_id: String,
+    pub(crate) request_id: String,
 }
 
 /// One order's slot.
 #[derive(Debug, Default)]
-pub struct Slot {
+pub(crate) struct Slot {
     /// The latest event the broker acknowledged (`None` while the creation is not).
-    pub acknowledged: Option<OrderEvent>,
+    pub(crate) acknowledged: Option<OrderEvent>,
     /// The next event (version `acknowledged + 1`, or 1), sent without a definite outcome. While
     /// it is here no other event of this order is published.
-    pub in_doubt: Option<InDoubt>,
+    pub(crate) in_doubt: Option<InDoubt>,
 }
 
 impl Slot {
     /// A slot holding nothing: a claimed ID whose creation has not been published.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.acknowledged.is_none() && self.in_doubt.is_none()
     }
 }
 
 /// Every known order by ID.
 #[derive(Default)]
-pub struct Orders {
+pub(crate) struct Orders {
     slots: Mutex<HashMap<OrderId, Arc<AsyncMutex<Slot>>>>,
 }
 
@@ -60,7 +60,7 @@ impl Orders {
     /// Claims a new ID: the returned guard holds the empty slot until the creation is published
     /// ([`Orders::abandon`] on a definite failure). `None` when the ID exists, is being created,
     /// or has a creation in doubt.
-    pub fn claim(&self, id: &OrderId) -> Option<OwnedMutexGuard<Slot>> {
+    pub(crate) fn claim(&self, id: &OrderId) -> Option<OwnedMutexGuard<Slot>> {
         let mut slots = self.slots();
         if slots.contains_key(id) {
             return None;
@@ -73,19 +73,19 @@ impl Orders {
 
     /// Forgets a claimed ID whose creation definitely failed (nothing acknowledged, nothing in
     /// doubt). A slot holding anything is kept.
-    pub fn abandon(&self, id: &OrderId, guard: OwnedMutexGuard<Slot>) {
+    pub(crate) fn abandon(&self, id: &OrderId, guard: OwnedMutexGuard<Slot>) {
         if guard.is_empty() {
             self.slots().remove(id);
         }
     }
 
     /// The slot of an order, to lock for an update.
-    pub fn get(&self, id: &OrderId) -> Option<Arc<AsyncMutex<Slot>>> {
+    pub(crate) fn get(&self, id: &OrderId) -> Option<Arc<AsyncMutex<Slot>>> {
         self.slots().get(id).cloned()
     }
 
     /// Loads an event read back from the topic, keeping the highest version per order.
-    pub fn load(&self, event: OrderEvent) {
+    pub(crate) fn load(&self, event: OrderEvent) {
         let mut slots = self.slots();
         let id = event.order().order_id().clone();
         match slots.get(&id) {
@@ -111,11 +111,7 @@ impl Orders {
     }
 
     /// How many orders are known (in doubt included).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.slots().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }

@@ -1,12 +1,22 @@
 //! Parsing create and update bodies into commands, collecting every problem at once.
 //!
-//! Bodies arrive as JSON objects and are read field by field (not with a derived struct), so
-//! that a wrong type, an unknown field and a bad value in three fields give one 400 listing all
-//! three. Past this module only valid domain values exist.
+//! Three steps, each listing every problem it finds, so a wrong type, an unknown field and a bad
+//! value in three fields give one 400 listing all three:
+//! 1. *shape*: the JSON object is read field by field (known names, JSON types, required
+//!    fields); a field of the wrong type is reported and left out of the next steps;
+//! 2. *rules*: the rest is deserialized into the request DTOs of [`crate::routes::dto`], whose
+//!    `#[derive(Validate)]` field rules (lengths, ranges, patterns, each item) are checked; the
+//!    same limits are in the OpenAPI document;
+//! 3. *domain*: fields that passed are parsed into the contract's newtypes (`OrderId`, `Money`,
+//!    …), which stay the authority, plus the rules across fields (`numItems` against `items`).
+//!
+//! Past this module only valid domain values exist.
 //!
 //! Listing every problem must not turn a small mistake into a big answer: a 60 KB body of 20,000
 //! empty items has 60,000 problems. [`invalid`] lists the first [`MAX_LISTED_PROBLEMS`] and says
 //! how many there were in all, so an error answer stays a few kilobytes whatever the body.
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use order_events::{
@@ -14,20 +24,20 @@ use order_events::{
 };
 use serde_json::{Map, Value};
 use service_kit::http_error::{FieldProblem, HttpError};
+use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKind};
 
-/// The most items an order may have.
-pub const MAX_ITEMS: usize = 100;
+use crate::routes::dto::{CreateOrderRequest, OrderItemRequest, UpdateOrderRequest};
 
 /// The most problems one error answer lists; the rest are counted, not listed.
-pub const MAX_LISTED_PROBLEMS: usize = 20;
+pub(crate) const MAX_LISTED_PROBLEMS: usize = 20;
 
 /// The field of the last entry of a truncated list, which says how many problems there were.
-pub const TRUNCATED_FIELD: &str = "(more)";
+pub(crate) const TRUNCATED_FIELD: &str = "(more)";
 
 /// A 400 answer `message` listing the first [`MAX_LISTED_PROBLEMS`] problems. When there are
 /// more, the message gives the total and a last entry (field [`TRUNCATED_FIELD`]) says how many
 /// were left out, keeping the services' error shape.
-pub fn invalid(message: &str, mut problems: Vec<FieldProblem>) -> HttpError {
+pub(crate) fn invalid(message: &str, mut problems: Vec<FieldProblem>) -> HttpError {
     let total = problems.len();
     if total <= MAX_LISTED_PROBLEMS {
         return HttpError::bad_request(message).with_errors(problems);
@@ -48,146 +58,159 @@ pub fn invalid(message: &str, mut problems: Vec<FieldProblem>) -> HttpError {
 
 /// A valid create request; `None` fields are generated.
 #[derive(Debug)]
-pub struct CreateOrder {
-    pub order_id: OrderId,
-    pub customer_id: Option<CustomerId>,
-    pub num_items: Option<usize>,
-    pub items: Option<Vec<OrderItem>>,
-    pub currency: Option<Currency>,
-    pub order_date: Option<DateTime<Utc>>,
-    pub total_amount: Option<Money>,
+pub(crate) struct CreateOrder {
+    pub(crate) order_id: OrderId,
+    pub(crate) customer_id: Option<CustomerId>,
+    pub(crate) num_items: Option<usize>,
+    pub(crate) items: Option<Vec<OrderItem>>,
+    pub(crate) currency: Option<Currency>,
+    pub(crate) order_date: Option<DateTime<Utc>>,
+    pub(crate) total_amount: Option<Money>,
 }
 
 /// A valid update request.
 #[derive(Debug)]
-pub struct UpdateOrder {
-    pub order_id: OrderId,
-    pub status: OrderStatus,
+pub(crate) struct UpdateOrder {
+    pub(crate) order_id: OrderId,
+    pub(crate) status: OrderStatus,
 }
 
-/// Collects problems while reading one object.
-struct Reader<'a> {
-    object: &'a Map<String, Value>,
-    prefix: String,
-    problems: Vec<FieldProblem>,
+/// The JSON type a field must have.
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Integer,
+    /// A JSON number or a string.
+    Amount,
+    /// An array of item objects.
+    Items,
 }
 
-impl<'a> Reader<'a> {
-    fn new(object: &'a Map<String, Value>, prefix: &str, known: &[&str]) -> Self {
-        let mut reader = Reader {
-            object,
-            prefix: prefix.to_string(),
-            problems: vec![],
-        };
-        for key in object.keys() {
-            if !known.contains(&key.as_str()) {
-                let field = reader.path(key);
-                reader.problem(
-                    field,
-                    format!("unknown field; expected one of: {}", known.join(", ")),
-                );
-            }
-        }
-        reader
+/// One field of a body: its JSON name, its Rust name (validator's key) and type.
+struct Field {
+    json: &'static str,
+    rust: &'static str,
+    kind: Kind,
+    required: bool,
+}
+
+const fn field(json: &'static str, rust: &'static str, kind: Kind, required: bool) -> Field {
+    Field {
+        json,
+        rust,
+        kind,
+        required,
+    }
+}
+
+const CREATE: [Field; 8] = [
+    field("orderId", "order_id", Kind::Text, true),
+    field("numItems", "num_items", Kind::Integer, false),
+    field("customerId", "customer_id", Kind::Text, false),
+    field("items", "items", Kind::Items, false),
+    field("currency", "currency", Kind::Text, false),
+    field("orderDate", "order_date", Kind::Text, false),
+    field("totalAmount", "total_amount", Kind::Amount, false),
+    field("status", "status", Kind::Text, false),
+];
+const ITEMS: usize = 3;
+const ITEM: [Field; 3] = [
+    field("itemId", "item_id", Kind::Text, true),
+    field("quantity", "quantity", Kind::Integer, true),
+    field("price", "price", Kind::Amount, true),
+];
+const UPDATE: [Field; 2] = [
+    field("orderId", "order_id", Kind::Text, true),
+    field("status", "status", Kind::Text, true),
+];
+
+/// Where a problem is, for ordering the answer as the body reads: (field of the body, item
+/// (0: the field itself, i + 1: item i), field of the item).
+type Key = (usize, usize, usize);
+
+/// Every problem found so far, and which fields have one (later steps skip those).
+#[derive(Default)]
+struct Problems {
+    list: Vec<(Key, FieldProblem)>,
+    flagged: HashSet<Key>,
+}
+
+impl Problems {
+    fn add(&mut self, key: Key, field: String, message: impl Into<String>) {
+        self.flagged.insert(key);
+        self.list.push((
+            key,
+            FieldProblem {
+                field,
+                message: message.into(),
+            },
+        ));
     }
 
-    fn path(&self, field: &str) -> String {
-        format!("{}{field}", self.prefix)
+    fn has(&self, key: Key) -> bool {
+        self.flagged.contains(&key)
     }
 
-    fn problem(&mut self, field: String, message: impl Into<String>) {
-        self.problems.push(FieldProblem {
-            field,
-            message: message.into(),
-        });
-    }
-
-    fn domain(&mut self, field: &str, error: DomainError) {
+    fn domain(&mut self, key: Key, field: &str, error: DomainError) {
         for e in error.into_errors() {
             // The contract names the field itself; report it at this request's path.
-            let _ = e.field;
-            self.problem(self.path(field), e.violation.to_string());
+            self.add(key, field.to_string(), e.violation.to_string());
         }
     }
 
-    /// A field that is absent or `null` is `None`.
-    fn get(&self, field: &str) -> Option<&'a Value> {
-        self.object.get(field).filter(|v| !v.is_null())
-    }
-
-    fn required(&mut self, field: &str) -> Option<&'a Value> {
-        let value = self.get(field);
-        if value.is_none() {
-            self.problem(self.path(field), "is required");
-        }
-        value
-    }
-
-    fn string(&mut self, field: &str, value: &'a Value) -> Option<&'a str> {
-        match value.as_str() {
-            Some(s) => Some(s),
-            None => {
-                self.problem(
-                    self.path(field),
-                    format!("must be a string, got {}", kind(value)),
-                );
-                None
-            }
-        }
-    }
-
-    fn parsed<T>(
+    /// The validator's findings for one struct; fields with a shape problem are skipped (their
+    /// value was left out, so a rule failing on the default says nothing).
+    fn rules(
         &mut self,
-        field: &str,
-        value: Option<&'a Value>,
-        parse: impl FnOnce(&str) -> Result<T, DomainError>,
-    ) -> Option<T> {
-        let text = self.string(field, value?)?;
-        match parse(text) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.domain(field, e);
-                None
+        errors: &ValidationErrors,
+        fields: &[Field],
+        key: impl Fn(usize) -> Key,
+        path: impl Fn(&str) -> String,
+    ) {
+        for (i, f) in fields.iter().enumerate() {
+            if self.has(key(i)) {
+                continue;
+            }
+            if let Some(ValidationErrorsKind::Field(list)) = errors.errors().get(f.rust) {
+                for e in list {
+                    self.add(key(i), path(f.json), message(e));
+                }
             }
         }
     }
 
-    fn integer(&mut self, field: &str, value: &Value) -> Option<i64> {
-        match value.as_i64() {
-            Some(n) => Some(n),
-            None => {
-                self.problem(
-                    self.path(field),
-                    format!("must be a whole number, got {}", shown(value)),
-                );
-                None
-            }
-        }
+    /// The problems in body order (stable: same place keeps the order found).
+    fn into_sorted(mut self) -> Vec<FieldProblem> {
+        self.list.sort_by_key(|(key, _)| *key);
+        self.list.into_iter().map(|(_, p)| p).collect()
     }
+}
 
-    /// Money from a JSON number (`19.99`) or a string (`"19.99"`), exact, two places at most.
-    fn money(&mut self, field: &str, value: &Value) -> Option<Money> {
-        let text = match value {
-            Value::Number(n) => n.to_string(),
-            Value::String(s) => s.clone(),
-            other => {
-                self.problem(
-                    self.path(field),
-                    format!(
-                        "must be a decimal number such as 19.99, got {}",
-                        kind(other)
-                    ),
-                );
-                return None;
+/// A validator error as a sentence, with the offending size or value.
+fn message(error: &ValidationError) -> String {
+    if let Some(message) = &error.message {
+        return message.to_string();
+    }
+    let param = |name: &str| error.params.get(name).map(Value::to_string);
+    let bounds = (param("min"), param("max"));
+    match (error.code.as_ref(), error.params.get("value")) {
+        ("length", Some(Value::Array(list))) => match (list.len(), bounds) {
+            (0, _) => "must not be empty".to_string(),
+            (n, (Some(min), Some(max))) => format!("must have {min} to {max} items, got {n}"),
+            (n, _) => format!("has a wrong number of items: {n}"),
+        },
+        ("length", Some(Value::String(text))) => match (text.chars().count(), bounds) {
+            (0, _) => "must not be empty".to_string(),
+            (n, (Some(min), Some(max))) => {
+                format!("must be {min} to {max} characters long, got {n}")
             }
-        };
-        match Money::parse(&text) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                self.domain(field, e);
-                None
-            }
-        }
+            (n, _) => format!("has a wrong length: {n}"),
+        },
+        ("range", Some(value)) => match bounds {
+            (Some(min), Some(max)) => format!("must be between {min} and {max}, got {value}"),
+            _ => format!("is out of range: {value}"),
+        },
+        (code, _) => format!("breaks the rule '{code}'"),
     }
 }
 
@@ -211,175 +234,300 @@ fn shown(value: &Value) -> String {
     }
 }
 
+/// Step 1 for one object: unknown names, missing required fields and wrong JSON types are
+/// problems; what has the right type is returned for the next steps (`null` counts as absent).
+fn shape(
+    object: &Map<String, Value>,
+    fields: &[Field],
+    key: impl Fn(usize) -> Key,
+    path: impl Fn(&str) -> String,
+    problems: &mut Problems,
+) -> Map<String, Value> {
+    let known: Vec<&str> = fields.iter().map(|f| f.json).collect();
+    for name in object.keys() {
+        if !known.contains(&name.as_str()) {
+            problems.add(
+                key(fields.len()),
+                path(name),
+                format!("unknown field; expected one of: {}", known.join(", ")),
+            );
+        }
+    }
+    let mut kept = Map::new();
+    for (i, f) in fields.iter().enumerate() {
+        let Some(value) = object.get(f.json).filter(|v| !v.is_null()) else {
+            if f.required {
+                problems.add(key(i), path(f.json), "is required");
+            }
+            continue;
+        };
+        let wrong = match (f.kind, value) {
+            (Kind::Text, Value::String(_)) => None,
+            (Kind::Text, other) => Some(format!("must be a string, got {}", kind(other))),
+            (Kind::Integer, v) if v.as_i64().is_some() => None,
+            (Kind::Integer, other) => Some(format!("must be a whole number, got {}", shown(other))),
+            (Kind::Amount, Value::Number(_) | Value::String(_)) => None,
+            (Kind::Amount, other) => Some(format!(
+                "must be a decimal number such as 19.99, got {}",
+                kind(other)
+            )),
+            (Kind::Items, Value::Array(_)) => None,
+            (Kind::Items, other) => Some(format!("must be an array, got {}", kind(other))),
+        };
+        match wrong {
+            Some(message) => problems.add(key(i), path(f.json), message),
+            None => {
+                kept.insert(f.json.to_string(), value.clone());
+            }
+        }
+    }
+    kept
+}
+
+/// Step 2: deserializes what passed step 1 (its types are right, so this cannot fail on them).
+fn deserialize<T: serde::de::DeserializeOwned + Default>(
+    kept: Map<String, Value>,
+    problems: &mut Problems,
+) -> T {
+    serde_json::from_value(Value::Object(kept)).unwrap_or_else(|e| {
+        problems.add(
+            (0, 0, 0),
+            String::new(),
+            format!("the body could not be read: {e}"),
+        );
+        T::default()
+    })
+}
+
 /// Reads a create-order body.
-pub fn create(body: &Map<String, Value>) -> Result<CreateOrder, Vec<FieldProblem>> {
-    const KNOWN: [&str; 8] = [
-        "orderId",
-        "numItems",
-        "customerId",
-        "items",
-        "currency",
-        "orderDate",
-        "totalAmount",
-        "status",
-    ];
-    let mut r = Reader::new(body, "", &KNOWN);
-    let order_id_value = r.required("orderId");
-    let order_id = r.parsed("orderId", order_id_value, |s| OrderId::parse(s));
-    let customer_value = r.get("customerId");
-    let customer_id = r.parsed("customerId", customer_value, |s| CustomerId::parse(s));
-    let currency_value = r.get("currency");
-    let currency = r.parsed("currency", currency_value, Currency::parse);
-    let date_value = r.get("orderDate");
-    let order_date = date_value.and_then(|v| {
-        let text = r.string("orderDate", v)?;
-        match DateTime::parse_from_rfc3339(text) {
+pub(crate) fn create(body: &Map<String, Value>) -> Result<CreateOrder, Vec<FieldProblem>> {
+    const ITEMS_AT: usize = 3;
+    let mut problems = Problems::default();
+    let top = |i| (i, 0, 0);
+    let mut kept = shape(body, &CREATE, top, str::to_string, &mut problems);
+    if let Some(Value::Array(list)) = kept.get_mut("items") {
+        for (n, value) in list.iter_mut().enumerate() {
+            let at = move |i| (ITEMS_AT, n + 1, i);
+            let checked = match &*value {
+                Value::Object(object) => shape(
+                    object,
+                    &ITEM,
+                    at,
+                    |f| format!("items[{n}].{f}"),
+                    &mut problems,
+                ),
+                other => {
+                    problems.add(
+                        at(0),
+                        format!("items[{n}]"),
+                        format!("must be an object, got {}", kind(other)),
+                    );
+                    for i in 1..=ITEMS {
+                        problems.flagged.insert(at(i));
+                    }
+                    Map::new()
+                }
+            };
+            *value = Value::Object(checked);
+        }
+    }
+    let request: CreateOrderRequest = deserialize(kept, &mut problems);
+    if let Err(errors) = request.validate() {
+        problems.rules(&errors, &CREATE, top, str::to_string);
+    }
+    // Each item by itself: validator's `nested` cannot sit next to `length` on one field.
+    for (n, item) in request.items.iter().flatten().enumerate() {
+        if let Err(errors) = item.validate() {
+            problems.rules(
+                &errors,
+                &ITEM,
+                |i| (ITEMS_AT, n + 1, i),
+                |f| format!("items[{n}].{f}"),
+            );
+        }
+    }
+    let CreateOrderRequest {
+        order_id,
+        num_items,
+        customer_id,
+        items,
+        currency,
+        order_date,
+        total_amount,
+        status,
+    } = request;
+
+    // Step 3: the domain's newtypes, for what passed the steps before.
+    let p = &mut problems;
+    let order_id = if p.has(top(0)) {
+        None
+    } else {
+        OrderId::parse(order_id.as_str())
+            .map_err(|e| p.domain(top(0), "orderId", e))
+            .ok()
+    };
+    let customer_id = match customer_id {
+        Some(c) if !p.has(top(2)) => CustomerId::parse(c.as_str())
+            .map_err(|e| p.domain(top(2), "customerId", e))
+            .ok(),
+        _ => None,
+    };
+    let currency = match currency {
+        Some(c) if !p.has(top(4)) => Currency::parse(&c)
+            .map_err(|e| p.domain(top(4), "currency", e))
+            .ok(),
+        _ => None,
+    };
+    let order_date = match order_date {
+        Some(text) if !p.has(top(5)) => match DateTime::parse_from_rfc3339(&text) {
             Ok(d) => Some(d.with_timezone(&Utc)),
             Err(e) => {
-                r.problem(
+                p.add(
+                    top(5),
                     "orderDate".into(),
                     format!("must be an ISO 8601 date-time such as 2026-01-13T10:30:00Z ({e})"),
                 );
                 None
             }
-        }
-    });
-    let total_amount = r.get("totalAmount").and_then(|v| r.money("totalAmount", v));
-    if let Some(v) = r.get("status") {
-        if let Some(status) = r.parsed("status", Some(v), OrderStatus::parse) {
-            if status != OrderStatus::Pending {
-                r.problem(
-                    "status".into(),
-                    format!("a new order starts as pending, got {status}"),
-                );
-            }
-        }
-    }
-    let num_items = r.get("numItems").and_then(|v| {
-        let n = r.integer("numItems", v)?;
-        if (1..=MAX_ITEMS as i64).contains(&n) {
-            Some(n as usize)
-        } else {
-            r.problem(
-                "numItems".into(),
-                format!("must be between 1 and {MAX_ITEMS}, got {n}"),
-            );
-            None
-        }
-    });
-    let items = match r.get("items") {
-        None => None,
-        Some(Value::Array(list)) => {
-            if list.is_empty() {
-                r.problem("items".into(), "must not be empty");
-            } else if list.len() > MAX_ITEMS {
-                r.problem(
-                    "items".into(),
-                    format!("must have at most {MAX_ITEMS} items, got {}", list.len()),
-                );
-            }
-            let mut items = Vec::with_capacity(list.len());
-            for (i, value) in list.iter().enumerate() {
-                match item(i, value) {
-                    Ok(item) => items.push(item),
-                    Err(mut problems) => r.problems.append(&mut problems),
-                }
-            }
-            Some(items)
-        }
-        Some(other) => {
-            r.problem(
-                "items".into(),
-                format!("must be an array, got {}", kind(other)),
-            );
-            None
-        }
+        },
+        _ => None,
     };
-    if let (Some(n), Some(items)) = (num_items, items.as_ref()) {
-        if n != items.len() {
-            r.problem(
+    let total_amount = match total_amount {
+        Some(amount) if !p.has(top(6)) => Money::parse(&amount.0)
+            .map_err(|e| p.domain(top(6), "totalAmount", e))
+            .ok(),
+        _ => None,
+    };
+    if let Some(text) = status.filter(|_| !p.has(top(7))) {
+        match OrderStatus::parse(&text) {
+            Ok(OrderStatus::Pending) => {}
+            Ok(other) => p.add(
+                top(7),
+                "status".into(),
+                format!("a new order starts as pending, got {other}"),
+            ),
+            Err(e) => p.domain(top(7), "status", e),
+        }
+    }
+    let given_items = items.is_some();
+    let items = items.map(|list| {
+        list.into_iter()
+            .enumerate()
+            .filter_map(|(n, item)| self::item(n, item, p))
+            .collect::<Vec<_>>()
+    });
+    let num_items = num_items.filter(|_| !p.has(top(1)));
+    if let (Some(n), Some(list)) = (num_items, body.get("items").and_then(Value::as_array)) {
+        if usize::try_from(n).ok() != Some(list.len()) && !p.has(top(3)) {
+            p.add(
+                top(1),
                 "numItems".into(),
-                format!("is {n} but {} items were given", items.len()),
+                format!("is {n} but {} items were given", list.len()),
             );
         }
     }
-    if num_items.is_none() && r.get("items").is_none() && r.get("numItems").is_none() {
-        r.problem("numItems".into(), "is required when no items are given");
+    if !given_items
+        && !p.has(top(1))
+        && !p.has(top(3))
+        && body.get("numItems").is_none_or(Value::is_null)
+    {
+        p.add(
+            top(1),
+            "numItems".into(),
+            "is required when no items are given",
+        );
     }
     match order_id {
-        Some(order_id) if r.problems.is_empty() => Ok(CreateOrder {
+        Some(order_id) if problems.list.is_empty() => Ok(CreateOrder {
             order_id,
             customer_id,
-            num_items,
+            num_items: num_items.and_then(|n| usize::try_from(n).ok()),
             items,
             currency,
             order_date,
             total_amount,
         }),
-        _ => Err(r.problems),
+        _ => Err(problems.into_sorted()),
     }
 }
 
-fn item(index: usize, value: &Value) -> Result<OrderItem, Vec<FieldProblem>> {
-    let prefix = format!("items[{index}].");
-    let Value::Object(object) = value else {
-        return Err(vec![FieldProblem {
-            field: format!("items[{index}]"),
-            message: format!("must be an object, got {}", kind(value)),
-        }]);
+/// Step 3 for one item that passed the steps before.
+fn item(n: usize, item: OrderItemRequest, p: &mut Problems) -> Option<OrderItem> {
+    let at = |i| (3, n + 1, i);
+    let path = |f: &str| format!("items[{n}].{f}");
+    let id = if p.has(at(0)) {
+        None
+    } else {
+        ItemId::parse(item.item_id.as_str())
+            .map_err(|e| p.domain(at(0), &path("itemId"), e))
+            .ok()
     };
-    let mut r = Reader::new(object, &prefix, &["itemId", "quantity", "price"]);
-    let id_value = r.required("itemId");
-    let item_id = r.parsed("itemId", id_value, |s| ItemId::parse(s));
-    let quantity = r.required("quantity").and_then(|v| {
-        let n = r.integer("quantity", v)?;
-        match Quantity::new(n) {
-            Ok(q) => Some(q),
+    let quantity = if p.has(at(1)) {
+        None
+    } else {
+        Quantity::new(item.quantity)
+            .map_err(|e| p.domain(at(1), &path("quantity"), e))
+            .ok()
+    };
+    let price = if p.has(at(2)) {
+        None
+    } else {
+        match Money::parse(&item.price.0) {
+            Ok(m) if m.is_positive() => Some(m),
+            Ok(_) => {
+                p.add(at(2), path("price"), "must be greater than zero");
+                None
+            }
             Err(e) => {
-                r.domain("quantity", e);
+                p.domain(at(2), &path("price"), e);
                 None
             }
         }
-    });
-    let price = r.required("price").and_then(|v| r.money("price", v));
-    if let Some(p) = price {
-        if !p.is_positive() {
-            r.problem(r.path("price"), "must be greater than zero");
-        }
-    }
-    match (item_id, quantity, price) {
-        (Some(id), Some(q), Some(p)) if r.problems.is_empty() => {
-            OrderItem::new(id, q, p).map_err(|e| {
-                e.into_errors()
-                    .into_iter()
-                    .map(|e| FieldProblem {
-                        field: format!("{prefix}{}", e.field),
-                        message: e.violation.to_string(),
-                    })
-                    .collect()
-            })
-        }
-        _ => Err(r.problems),
-    }
+    };
+    let (id, quantity, price) = (id?, quantity?, price?);
+    OrderItem::new(id, quantity, price)
+        .map_err(|e| {
+            for e in e.into_errors() {
+                p.add(at(ITEMS), path(&e.field), e.violation.to_string());
+            }
+        })
+        .ok()
 }
 
 /// Reads an update-order body.
-pub fn update(body: &Map<String, Value>) -> Result<UpdateOrder, Vec<FieldProblem>> {
-    let mut r = Reader::new(body, "", &["orderId", "status"]);
-    let id_value = r.required("orderId");
-    let order_id = r.parsed("orderId", id_value, |s| OrderId::parse(s));
-    let status_value = r.required("status");
-    let status = r.parsed("status", status_value, OrderStatus::parse);
+pub(crate) fn update(body: &Map<String, Value>) -> Result<UpdateOrder, Vec<FieldProblem>> {
+    let mut problems = Problems::default();
+    let at = |i| (i, 0, 0);
+    let kept = shape(body, &UPDATE, at, str::to_string, &mut problems);
+    let request: UpdateOrderRequest = deserialize(kept, &mut problems);
+    if let Err(errors) = request.validate() {
+        problems.rules(&errors, &UPDATE, at, str::to_string);
+    }
+    let p = &mut problems;
+    let order_id = if p.has(at(0)) {
+        None
+    } else {
+        OrderId::parse(request.order_id.as_str())
+            .map_err(|e| p.domain(at(0), "orderId", e))
+            .ok()
+    };
+    let status = if p.has(at(1)) {
+        None
+    } else {
+        OrderStatus::parse(&request.status)
+            .map_err(|e| p.domain(at(1), "status", e))
+            .ok()
+    };
     match (order_id, status) {
-        (Some(order_id), Some(status)) if r.problems.is_empty() => {
+        (Some(order_id), Some(status)) if problems.list.is_empty() => {
             Ok(UpdateOrder { order_id, status })
         }
-        _ => Err(r.problems),
+        _ => Err(problems.into_sorted()),
     }
 }
 
 /// Domain errors of a whole order, as field problems.
-pub fn problems(error: DomainError) -> Vec<FieldProblem> {
+pub(crate) fn problems(error: DomainError) -> Vec<FieldProblem> {
     error
         .into_errors()
         .into_iter()

@@ -335,7 +335,31 @@ async fn health_ready_metrics_and_docs_answer() {
     cart.create(json!({"orderId": "M-1", "numItems": 1})).await;
     let get = |path: &str| cart.client.get(format!("{}{path}", cart.url)).send();
     assert_eq!(get("/health").await.unwrap().status(), 200);
-    assert_eq!(get("/ready").await.unwrap().status(), 200);
+    let ready = get("/ready").await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(
+        ready,
+        json!({"status": "ready", "checks": [
+            {"name": "state_loaded", "state": "ok"},
+            {"name": "kafka", "state": "ok"},
+            {"name": "schema_registry", "state": "ok"}]})
+    );
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let docs = no_redirects
+        .get(format!("{}/docs", cart.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        docs.status(),
+        308,
+        "a permanent redirect, as in every service"
+    );
+    assert_eq!(docs.headers()["location"], "/docs/");
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
     assert!(
         metrics.contains(

@@ -33,17 +33,21 @@ async fn a_stopped_broker_gives_a_bounded_503_naming_kafka() {
         .update(json!({"orderId": "BEFORE", "status": "confirmed"}))
         .await;
     assert_eq!(status, 503, "{body}");
-    let ready = cart
-        .client
-        .get(format!("{}/ready", cart.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
-    let body: serde_json::Value = ready.json().await.unwrap();
+    let (status, kafka, body) = cart.ready_check("kafka").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable", "{body}");
+    assert_eq!(kafka["state"], "failing", "{body}");
     assert!(
-        body.to_string().contains("Kafka broker unreachable"),
+        kafka["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Kafka broker unreachable"),
         "{body}"
+    );
+    assert_eq!(
+        common::ready_check(&body, "state_loaded")["state"],
+        "ok",
+        "loaded before the broker went: {body}"
     );
 }
 
@@ -130,14 +134,27 @@ async fn writes_wait_while_the_registry_is_unreachable_at_start_up() {
         &broker.bootstrap_servers(),
         &format!("http://127.0.0.1:{port}"),
     );
-    let app = cart_service::Application::build(settings).await.unwrap();
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let server = tokio::spawn(app.run_until_stopped());
+    let cart = cart_service::spawn(settings).await.unwrap();
+    let url = cart.url();
     let client = reqwest::Client::new();
     let ready = client.get(format!("{url}/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     let body: serde_json::Value = ready.json().await.unwrap();
-    assert!(body.to_string().contains("Schema Registry"), "{body}");
+    let registry = common::ready_check(&body, "schema_registry");
+    assert_eq!(registry["state"], "failing", "{body}");
+    assert!(
+        registry["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Schema Registry unreachable"),
+        "{body}"
+    );
+    assert_eq!(
+        common::ready_check(&body, "state_loaded")["state"],
+        "failing",
+        "not loaded without the registry: {body}"
+    );
+    assert_eq!(common::ready_check(&body, "kafka")["state"], "ok", "{body}");
     let response = client
         .post(format!("{url}/api/create-order"))
         .json(&json!({"orderId": "EARLY", "numItems": 1}))
@@ -145,7 +162,6 @@ async fn writes_wait_while_the_registry_is_unreachable_at_start_up() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 503);
-    server.abort();
 }
 
 /// The ambiguous 503: while the broker is paused (SIGSTOP, so the records sit in its socket and

@@ -1,15 +1,59 @@
-//! HTTP routes: one file per family.
+//! HTTP routes: one file per family, the state they share, and the documented bodies.
+//!
+//! [`AppState`] lives here (not in `lib.rs`) so that handlers never import upward: `lib.rs`
+//! builds the state and the server, the routes only use them.
 
-pub mod ops;
-pub mod orders;
+pub(crate) mod dto;
+pub(crate) mod ops;
+pub(crate) mod orders;
+
+use std::sync::Mutex;
 
 use actix_web::web;
+use order_events::{Currency, OrderEventCodec, RegistryConfig};
+use rdkafka::consumer::BaseConsumer;
+use service_kit::kafka::KafkaContext;
+use service_kit::metrics::Metrics;
 
-pub fn configure(config: &mut web::ServiceConfig) {
+use crate::kafka::Publisher;
+use crate::orders::Orders;
+
+/// Everything the handlers share.
+pub(crate) struct AppState {
+    pub(crate) orders: Orders,
+    pub(crate) publisher: Publisher,
+    pub(crate) codec: OrderEventCodec,
+    pub(crate) currencies: Vec<Currency>,
+    /// The registry as configured (URL without credentials, basic auth, CA), for `/ready`.
+    pub(crate) registry: RegistryConfig,
+    pub(crate) http: reqwest::Client,
+    pub(crate) pinger: BaseConsumer<KafkaContext>,
+    pub(crate) metrics: Metrics,
+    /// `None` once loaded; otherwise what start-up is doing or why it is stuck.
+    pub(crate) loading: Mutex<Option<String>>,
+}
+
+impl AppState {
+    /// `Some(reason)` while the service cannot take writes yet.
+    pub(crate) fn not_ready(&self) -> Option<String> {
+        self.loading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// What start-up is doing (`Some`) or that it is done (`None`).
+    pub(crate) fn set_loading(&self, status: Option<String>) {
+        *self.loading.lock().unwrap_or_else(|e| e.into_inner()) = status;
+    }
+}
+
+pub(crate) fn configure(config: &mut web::ServiceConfig) {
     config
         .route("/api/create-order", web::post().to(orders::create_order))
         .route("/api/update-order", web::put().to(orders::update_order))
         .route("/health", web::get().to(ops::health))
         .route("/ready", web::get().to(ops::ready))
-        .route("/metrics", web::get().to(ops::metrics));
+        .route("/metrics", web::get().to(ops::metrics))
+        .route("/docs", web::get().to(service_kit::surface::docs_redirect));
 }

@@ -1,70 +1,63 @@
-//! Operations endpoints: liveness, readiness, metrics.
+//! Operations endpoints: liveness, readiness, metrics, in the shape every service shares
+//! (`service_kit::surface`).
 
 use std::time::Duration;
 
 use actix_web::web::Data;
 use actix_web::HttpResponse;
-use serde_json::json;
+use service_kit::surface::{self, Check};
 
-use crate::AppState;
+use super::AppState;
 
 /// Alive: the process answers.
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses((status = 200, description = "The process is alive", example = json!({"status": "alive"}))))]
-pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(service_kit::status_body("alive"))
+pub(crate) async fn health() -> HttpResponse {
+    surface::health().await
 }
 
-/// Ready: state loaded, broker and registry reachable.
+/// Ready: state loaded (`state_loaded`), broker (`kafka`) and registry (`schema_registry`)
+/// reachable.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
-        (status = 200, description = "Ready to take orders", example = json!({"status": "ready", "orders": 42})),
-        (status = 503, description = "Not ready, and why", example = json!({"status": "unavailable", "problems": ["Kafka broker unreachable"]}))))]
-pub async fn ready(state: Data<AppState>) -> HttpResponse {
-    let mut problems = vec![];
-    if let Some(loading) = state.not_ready() {
-        problems.push(format!("state not loaded: {loading}"));
-    }
+        (status = 200, description = "Ready to take orders", example = json!({"status": "ready", "checks": [
+            {"name": "state_loaded", "state": "ok"}, {"name": "kafka", "state": "ok"}, {"name": "schema_registry", "state": "ok"}]})),
+        (status = 503, description = "Not ready: every check, and why the failing ones fail", example = json!({"status": "unavailable", "checks": [
+            {"name": "state_loaded", "state": "failing", "detail": "loading orders from Kafka"},
+            {"name": "kafka", "state": "failing", "detail": "Kafka broker unreachable: no metadata within 1 s"},
+            {"name": "schema_registry", "state": "ok"}]}))))]
+pub(crate) async fn ready(state: Data<AppState>) -> HttpResponse {
+    let loaded = Check::from_result("state_loaded", state.not_ready().map_or(Ok(()), Err));
     let pinger = state.clone();
     let broker_ok = tokio::task::spawn_blocking(move || {
         crate::kafka::ping(&pinger.pinger, Duration::from_secs(1))
     })
     .await
     .unwrap_or(false);
-    if !broker_ok {
-        problems.push("Kafka broker unreachable".to_string());
-    }
+    let kafka = if broker_ok {
+        Check::ok("kafka")
+    } else {
+        Check::failing("kafka", "Kafka broker unreachable: no metadata within 1 s")
+    };
     let url = format!(
         "{}/subjects",
         state.registry.display_url().trim_end_matches('/')
     );
-    let registry_ok = state
-        .registry
-        .authorize(state.http.get(url))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success());
-    if !registry_ok {
-        problems.push("Schema Registry unreachable".to_string());
-    }
-    if problems.is_empty() {
-        HttpResponse::Ok().json(json!({ "status": "ready", "orders": state.orders.len() }))
-    } else {
-        HttpResponse::ServiceUnavailable()
-            .json(json!({ "status": "unavailable", "problems": problems }))
-    }
+    let registry = match state.registry.authorize(state.http.get(url)).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("Schema Registry answered {}", r.status())),
+        Err(e) => Err(format!("Schema Registry unreachable: {e}")),
+    };
+    surface::readiness(vec![
+        loaded,
+        kafka,
+        Check::from_result("schema_registry", registry),
+    ])
 }
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(state: Data<AppState>) -> HttpResponse {
+pub(crate) async fn metrics(state: Data<AppState>) -> HttpResponse {
     state.metrics.response()
-}
-
-/// `/docs` → `/docs/` (Swagger UI's own path).
-pub async fn docs_redirect() -> HttpResponse {
-    HttpResponse::Found()
-        .insert_header(("Location", "/docs/"))
-        .finish()
 }

@@ -10,28 +10,29 @@
 
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Json};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use chrono::Utc;
 use order_events::{Order, OrderEvent, OrderStatus};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use service_kit::http_error::HttpError;
+use service_kit::surface::RequestId;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::dto::OrderResponse;
+use super::AppState;
+use crate::generate;
 use crate::kafka::PublishError;
 use crate::orders::{InDoubt, Slot};
 use crate::request::{self, CreateOrder};
-use crate::{generate, AppState};
 
-/// The request id: the client's `X-Request-Id` if it is sane, else a new UUID.
+/// The request's ID, given by `service_kit::surface::observe` (which also echoes it in the
+/// answer's `X-Request-Id`).
 fn request_id(request: &HttpRequest) -> String {
     request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
-        .map(str::to_string)
-        .unwrap_or_else(|| Uuid::new_v4().to_string())
+        .extensions()
+        .get::<RequestId>()
+        .map_or_else(|| Uuid::new_v4().to_string(), |id| id.0.clone())
 }
 
 fn unavailable(message: impl Into<String>) -> HttpError {
@@ -151,15 +152,8 @@ async fn complete_in_doubt(
     Ok(Some(doubt.event))
 }
 
-fn answer(
-    status: StatusCode,
-    message: String,
-    event: &OrderEvent,
-    request_id: &str,
-) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header(("X-Request-Id", request_id.to_string()))
-        .json(json!({ "success": true, "message": message, "data": event }))
+fn answer(status: StatusCode, message: String, event: &OrderEvent) -> HttpResponse {
+    HttpResponse::build(status).json(OrderResponse::new(message, event))
 }
 
 /// Builds the order from the request, generating what is absent.
@@ -216,23 +210,23 @@ fn build_order(state: &AppState, input: CreateOrder) -> Result<OrderEvent, HttpE
 /// as an `ORDER_CREATED` record (version 1) keyed by `orderId`, and answers once the broker
 /// acknowledged it.
 #[utoipa::path(post, path = "/api/create-order", tag = "orders",
-    request_body(content = crate::openapi::CreateOrderRequest, examples(
+    request_body(content = super::dto::CreateOrderRequest, examples(
         ("generated" = (summary = "Generate the rest", value = json!({"orderId": "ORDER-001", "numItems": 3}))),
         ("explicit" = (summary = "Client's own items", value = json!({"orderId": "ORDER-002", "customerId": "CUST-1234", "currency": "EUR",
             "items": [{"itemId": "ITEM-1", "quantity": 2, "price": 19.99}, {"itemId": "ITEM-2", "quantity": 1, "price": "5.00"}]}))))),
     params(("X-Request-Id" = Option<String>, Header, description = "Correlates logs and the Kafka record; generated if absent")),
     responses(
-        (status = 201, description = "Created and acknowledged by Kafka", body = crate::openapi::OrderResponse),
-        (status = 400, description = "Invalid input; the failing fields listed (the first 20, and how many in all)", body = crate::openapi::ErrorResponse,
+        (status = 201, description = "Created and acknowledged by Kafka", body = super::dto::OrderResponse),
+        (status = 400, description = "Invalid input; the failing fields listed (the first 20, and how many in all)", body = service_kit::http_error::ErrorBody,
             example = json!({"success": false, "message": "The order is invalid", "errors": [{"field": "numItems", "message": "must be between 1 and 100, got 0"}]})),
-        (status = 409, description = "The order ID exists", body = crate::openapi::ErrorResponse,
+        (status = 409, description = "The order ID exists", body = service_kit::http_error::ErrorBody,
             example = json!({"success": false, "message": "Order 'ORDER-001' already exists", "errors": []})),
-        (status = 413, description = "Body too large", body = crate::openapi::ErrorResponse),
-        (status = 415, description = "Not application/json", body = crate::openapi::ErrorResponse),
-        (status = 503, description = "Broker or registry unreachable (within the publish timeout). If the record may still land, CartService keeps it and a retried create of the ID answers 201 with that order", body = crate::openapi::ErrorResponse,
+        (status = 413, description = "Body too large", body = service_kit::http_error::ErrorBody),
+        (status = 415, description = "Not application/json", body = service_kit::http_error::ErrorBody),
+        (status = 503, description = "Broker or registry unreachable (within the publish timeout). If the record may still land, CartService keeps it and a retried create of the ID answers 201 with that order", body = service_kit::http_error::ErrorBody,
             example = json!({"success": false, "message": "Kafka broker unreachable or not acknowledging: Message production error: MessageTimedOut", "errors": []})),
     ))]
-pub async fn create_order(
+pub(crate) async fn create_order(
     state: Data<AppState>,
     request: HttpRequest,
     body: Json<Map<String, Value>>,
@@ -250,7 +244,6 @@ pub async fn create_order(
                 StatusCode::CREATED,
                 format!("Order '{id}' created successfully{note}"),
                 event,
-                &request_id,
             )
         };
         // Twice at most: the second time only if a concurrent creation of the ID failed
@@ -295,19 +288,19 @@ pub async fn create_order(
 /// pending → confirmed → shipped → delivered, and cancelled from pending or confirmed; the
 /// current status again is a no-op answered 200; any other move is 409.
 #[utoipa::path(put, path = "/api/update-order", tag = "orders",
-    request_body(content = crate::openapi::UpdateOrderRequest,
+    request_body(content = super::dto::UpdateOrderRequest,
         example = json!({"orderId": "ORDER-001", "status": "confirmed"})),
     params(("X-Request-Id" = Option<String>, Header, description = "Correlates logs and the Kafka record; generated if absent")),
     responses(
-        (status = 200, description = "Updated and acknowledged by Kafka, or already in that status", body = crate::openapi::OrderResponse),
-        (status = 400, description = "Invalid input", body = crate::openapi::ErrorResponse),
-        (status = 404, description = "Unknown order", body = crate::openapi::ErrorResponse,
+        (status = 200, description = "Updated and acknowledged by Kafka, or already in that status", body = super::dto::OrderResponse),
+        (status = 400, description = "Invalid input", body = service_kit::http_error::ErrorBody),
+        (status = 404, description = "Unknown order", body = service_kit::http_error::ErrorBody,
             example = json!({"success": false, "message": "Order 'ORDER-404' not found", "errors": []})),
-        (status = 409, description = "The lifecycle forbids this move", body = crate::openapi::ErrorResponse,
+        (status = 409, description = "The lifecycle forbids this move", body = service_kit::http_error::ErrorBody,
             example = json!({"success": false, "message": "Order 'ORDER-001' cannot move from delivered to pending", "errors": []})),
-        (status = 503, description = "Broker or registry unreachable. If the record may still land, CartService keeps it and sends it again before any other change to the order", body = crate::openapi::ErrorResponse),
+        (status = 503, description = "Broker or registry unreachable. If the record may still land, CartService keeps it and sends it again before any other change to the order", body = service_kit::http_error::ErrorBody),
     ))]
-pub async fn update_order(
+pub(crate) async fn update_order(
     state: Data<AppState>,
     request: HttpRequest,
     body: Json<Map<String, Value>>,
@@ -342,14 +335,12 @@ pub async fn update_order(
                 StatusCode::OK,
                 format!("Order '{id}' already has status '{}'", input.status),
                 current,
-                &request_id,
             ));
         };
         let response = answer(
             StatusCode::OK,
             format!("Order '{id}' updated successfully"),
             &next,
-            &request_id,
         );
         publish_next(&state, &mut slot, next, &request_id).await?;
         Ok(response)

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use cart_service::{Application, Settings};
+use cart_service::Settings;
 use order_events::{OrderEvent, OrderEventCodec, RegistryConfig};
 use serde_json::Value;
 use testkit::Broker;
@@ -14,7 +14,8 @@ pub struct TestCart {
     pub registry: schema_registry::Running,
     pub url: String,
     pub client: reqwest::Client,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The service (stops when dropped).
+    server: cart_service::Running,
 }
 
 /// One record of the orders topic.
@@ -45,9 +46,8 @@ impl TestCart {
         service_kit::telemetry::init("warn,cart_service=info");
         let mut settings = Settings::for_tests(&broker.bootstrap_servers(), registry.url());
         tweak(&mut settings);
-        let app = Application::build(settings).await.unwrap();
-        let url = format!("http://127.0.0.1:{}", app.port());
-        let server = tokio::spawn(app.run_until_stopped());
+        let server = cart_service::spawn(settings).await.unwrap();
+        let url = server.url().to_string();
         let cart = TestCart {
             broker,
             registry,
@@ -61,8 +61,22 @@ impl TestCart {
 
     /// Stops the service, keeping broker and registry.
     pub fn stop(self) -> (Broker, schema_registry::Running) {
-        self.server.abort();
+        drop(self.server);
         (self.broker, self.registry)
+    }
+
+    /// The check of `/ready` named `name` (`{"name", "state", "detail"?}`), and the whole body.
+    pub async fn ready_check(&self, name: &str) -> (u16, Value, Value) {
+        let response = self
+            .client
+            .get(format!("{}/ready", self.url))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        let check = ready_check(&body, name);
+        (status, check, body)
     }
 
     pub async fn wait_ready(&self, limit: Duration) {
@@ -145,4 +159,13 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
             headers: r.headers,
         })
         .collect()
+}
+
+/// The check named `name` in a `/ready` body (`null` when absent).
+pub fn ready_check(body: &Value, name: &str) -> Value {
+    body["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["name"] == name))
+        .cloned()
+        .unwrap_or(Value::Null)
 }
