@@ -18,7 +18,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -393,16 +393,11 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     result
 }
 
-fn wait_for(name: &str, limit: Duration, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if ready() {
-            eprintln!("stack: {name} is ready");
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("{name} was not ready within {limit:?}; its log is above")
+fn wait_for(name: &str, limit: Duration, ready: impl FnMut() -> bool) -> anyhow::Result<()> {
+    testkit::wait::until(&format!("{name} ready"), limit, ready)
+        .with_context(|| format!("{name}'s log is above"))?;
+    eprintln!("stack: {name} is ready");
+    Ok(())
 }
 
 fn wait_ready(name: &str, port: u16) -> anyhow::Result<()> {

@@ -223,8 +223,7 @@ fn users_line(user: &str, password: &str, role: &str) -> String {
 
 /// Polls `url` with curl until it answers 200; panics with the service's output otherwise.
 fn wait_ready(service: &Service, url: &str, extra: &[&str], deadline: Duration) {
-    let started = Instant::now();
-    loop {
+    let answers_200 = || {
         let mut args = extra.to_vec();
         args.push(url);
         let output = Command::new("curl")
@@ -240,16 +239,12 @@ fn wait_ready(service: &Service, url: &str, extra: &[&str], deadline: Duration) 
             .args(&args)
             .output()
             .expect("running curl");
-        if String::from_utf8_lossy(&output.stdout).trim() == "200" {
-            return;
-        }
-        assert!(
-            started.elapsed() < deadline,
-            "{} not ready at {url} within {deadline:?}; its output:\n{}",
-            service.name,
-            service.output()
-        );
-        std::thread::sleep(Duration::from_millis(500));
+        String::from_utf8_lossy(&output.stdout).trim() == "200"
+    };
+    if let Err(e) =
+        testkit::wait::until(&format!("{} at {url}", service.name), deadline, answers_200)
+    {
+        panic!("{e}; its output:\n{}", service.output());
     }
 }
 

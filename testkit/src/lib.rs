@@ -16,6 +16,7 @@ use anyhow::{bail, Context};
 pub mod embedded;
 pub mod probe;
 pub mod tls;
+pub mod wait;
 
 #[cfg(feature = "broker")]
 mod broker;

@@ -157,16 +157,13 @@ fn read_topic(bootstrap: &str, topic: &str, count: usize) -> Vec<DeadLetter> {
 
 /// Polls `/ready` until it answers 200 (30 s at most).
 pub async fn wait_ready(http: &reqwest::Client, url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = http.get(format!("{url}/ready")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "{url} never became ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(&format!("{url} to be ready"), || async {
+        http.get(format!("{url}/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
 }
 
 /// GETs `path` and returns status and JSON body.
@@ -196,17 +193,15 @@ pub async fn metric(http: &reqwest::Client, url: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Polls `check` every 20 ms until it is true (30 s at most).
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+/// Polls `check` until it is true (30 s at most), with the workspace's one wait loop.
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    testkit::wait::until_async(what, Duration::from_secs(30), check)
+        .await
+        .unwrap();
 }
 
 /// An order with these lines (id, quantity, unit price); the total is their sum.
