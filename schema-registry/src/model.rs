@@ -13,9 +13,7 @@ use apache_avro::Schema;
 use serde::{Deserialize, Serialize};
 
 use crate::compat::CompatibilityLevel;
-use crate::records::{
-    ConfigValue, DeleteSubjectValue, ModeValue, Record, RecordKey, SchemaReference, SchemaValue,
-};
+use crate::records::{Record, SchemaReference, SchemaValue, Setting};
 
 /// The largest schema ID and subject version: Confluent's IDs and versions are Java `int`s
 /// (signed 32-bit), so clients cannot hold anything larger.
@@ -141,16 +139,61 @@ pub enum VersionSpec {
     Number(u32),
 }
 
+/// A setting that has a global value and may be overridden per subject (compatibility level
+/// and mode); the default applies while neither is set.
+#[derive(Debug)]
+pub(crate) struct PerSubject<T> {
+    global: Option<T>,
+    subjects: BTreeMap<String, T>,
+}
+
+impl<T> Default for PerSubject<T> {
+    fn default() -> Self {
+        PerSubject {
+            global: None,
+            subjects: BTreeMap::new(),
+        }
+    }
+}
+
+impl<T: Copy + Default> PerSubject<T> {
+    /// Sets or clears the global value or a subject's.
+    fn apply(&mut self, setting: Setting<T>) {
+        match (setting.subject, setting.value) {
+            (None, value) => self.global = value,
+            (Some(subject), Some(value)) => {
+                self.subjects.insert(subject, value);
+            }
+            (Some(subject), None) => {
+                self.subjects.remove(&subject);
+            }
+        }
+    }
+
+    /// The global value (the default when none is set).
+    pub(crate) fn global(&self) -> T {
+        self.global.unwrap_or_default()
+    }
+
+    /// The subject's own value, if it has one.
+    pub(crate) fn subject(&self, subject: &str) -> Option<T> {
+        self.subjects.get(subject).copied()
+    }
+
+    /// The value that applies to `subject`: its own, else the global one.
+    pub(crate) fn effective(&self, subject: &str) -> T {
+        self.subject(subject).unwrap_or_else(|| self.global())
+    }
+}
+
 /// The whole state of the registry.
 #[derive(Debug, Default)]
 pub struct Model {
     schemas: BTreeMap<u32, ParsedSchema>,
     by_canonical: HashMap<String, u32>,
     subjects: BTreeMap<String, BTreeMap<u32, VersionEntry>>,
-    global_level: Option<CompatibilityLevel>,
-    subject_levels: BTreeMap<String, CompatibilityLevel>,
-    global_mode: Option<Mode>,
-    subject_modes: BTreeMap<String, Mode>,
+    levels: PerSubject<CompatibilityLevel>,
+    modes: PerSubject<Mode>,
     max_id: u32,
 }
 
@@ -202,72 +245,40 @@ impl Model {
     }
 
     /// Applies one record of the log.
-    pub fn apply(&mut self, record: Record) -> Outcome {
-        match record.key {
-            RecordKey::Schema {
-                subject, version, ..
-            } => match record.value {
-                None => self.remove_version(&subject, version),
-                Some(value) => match serde_json::from_value::<SchemaValue>(value) {
-                    Ok(value) => self.put_version(&subject, version, value),
-                    Err(e) => Outcome::Rejected(format!("unreadable schema value: {e}")),
-                },
-            },
-            RecordKey::Config { subject, .. } => {
-                let level = match record.value {
-                    None => None,
-                    Some(value) => match serde_json::from_value::<ConfigValue>(value) {
-                        Ok(config) => config.compatibility_level,
-                        Err(e) => return Outcome::Rejected(format!("unreadable config: {e}")),
-                    },
-                };
-                match (subject, level) {
-                    (None, level) => self.global_level = level,
-                    (Some(subject), Some(level)) => {
-                        self.subject_levels.insert(subject, level);
-                    }
-                    (Some(subject), None) => {
-                        self.subject_levels.remove(&subject);
+    pub(crate) fn apply(&mut self, record: Record) -> Outcome {
+        match record {
+            Record::Schema {
+                subject,
+                version,
+                value: Some(value),
+            } => self.put_version(&subject, version, value),
+            Record::Schema {
+                subject,
+                version,
+                value: None,
+            } => self.remove_version(&subject, version),
+            Record::Config(setting) => {
+                self.levels.apply(setting);
+                Outcome::Applied
+            }
+            Record::Mode(setting) => {
+                self.modes.apply(setting);
+                Outcome::Applied
+            }
+            Record::DeleteSubject {
+                subject,
+                version: Some(up_to),
+            } => {
+                if let Some(versions) = self.subjects.get_mut(&subject) {
+                    for (_, entry) in versions.range_mut(..=up_to) {
+                        entry.deleted = true;
                     }
                 }
                 Outcome::Applied
             }
-            RecordKey::Mode { subject, .. } => {
-                let mode = match record.value {
-                    None => None,
-                    Some(value) => match serde_json::from_value::<ModeValue>(value) {
-                        Ok(mode) => Some(mode.mode),
-                        Err(e) => return Outcome::Rejected(format!("unreadable mode: {e}")),
-                    },
-                };
-                match (subject, mode) {
-                    (None, mode) => self.global_mode = mode,
-                    (Some(subject), Some(mode)) => {
-                        self.subject_modes.insert(subject, mode);
-                    }
-                    (Some(subject), None) => {
-                        self.subject_modes.remove(&subject);
-                    }
-                }
+            Record::DeleteSubject { version: None, .. } | Record::Informational(_) => {
                 Outcome::Applied
             }
-            RecordKey::DeleteSubject { subject, .. } => {
-                let Some(value) = record.value else {
-                    return Outcome::Applied;
-                };
-                match serde_json::from_value::<DeleteSubjectValue>(value) {
-                    Ok(delete) => {
-                        if let Some(versions) = self.subjects.get_mut(&subject) {
-                            for (_, entry) in versions.range_mut(..=delete.version) {
-                                entry.deleted = true;
-                            }
-                        }
-                        Outcome::Applied
-                    }
-                    Err(e) => Outcome::Rejected(format!("unreadable delete: {e}")),
-                }
-            }
-            RecordKey::ClearSubject { .. } | RecordKey::Noop { .. } => Outcome::Applied,
         }
     }
 
@@ -455,31 +466,14 @@ impl Model {
             .collect()
     }
 
-    pub fn global_level(&self) -> CompatibilityLevel {
-        self.global_level.unwrap_or_default()
+    /// Compatibility levels, global and per subject.
+    pub(crate) fn levels(&self) -> &PerSubject<CompatibilityLevel> {
+        &self.levels
     }
 
-    pub fn subject_level(&self, subject: &str) -> Option<CompatibilityLevel> {
-        self.subject_levels.get(subject).copied()
-    }
-
-    /// The level that applies to `subject`: its own, else the global one.
-    pub fn level_for(&self, subject: &str) -> CompatibilityLevel {
-        self.subject_level(subject)
-            .unwrap_or_else(|| self.global_level())
-    }
-
-    pub fn global_mode(&self) -> Mode {
-        self.global_mode.unwrap_or_default()
-    }
-
-    pub fn subject_mode(&self, subject: &str) -> Option<Mode> {
-        self.subject_modes.get(subject).copied()
-    }
-
-    pub fn mode_for(&self, subject: &str) -> Mode {
-        self.subject_mode(subject)
-            .unwrap_or_else(|| self.global_mode())
+    /// Modes, global and per subject.
+    pub(crate) fn modes(&self) -> &PerSubject<Mode> {
+        &self.modes
     }
 
     /// Whether any schema has been registered (Confluent refuses IMPORT mode then, unless forced).
@@ -493,11 +487,18 @@ mod tests {
     use super::*;
 
     fn schema_record(subject: &str, version: u32, id: u32, schema: &str) -> Record {
-        Record {
-            key: RecordKey::schema(subject, version),
-            value: Some(serde_json::json!({
-                "subject": subject, "version": version, "id": id, "schema": schema, "deleted": false
-            })),
+        Record::Schema {
+            subject: subject.to_string(),
+            version,
+            value: Some(SchemaValue {
+                subject: subject.to_string(),
+                version,
+                id,
+                schema_type: None,
+                references: vec![],
+                schema: schema.to_string(),
+                deleted: false,
+            }),
         }
     }
 
@@ -547,8 +548,9 @@ mod tests {
     fn a_tombstone_removes_the_version_but_not_the_id_watermark() {
         let mut model = Model::default();
         model.apply(schema_record("a", 1, 5, A));
-        model.apply(Record {
-            key: RecordKey::schema("a", 1),
+        model.apply(Record::Schema {
+            subject: "a".to_string(),
+            version: 1,
             value: None,
         });
         assert!(model.subjects(true).is_empty());
@@ -596,15 +598,33 @@ mod tests {
     #[test]
     fn subject_config_falls_back_to_global() {
         let mut model = Model::default();
-        model.apply(Record {
-            key: RecordKey::config(None),
-            value: Some(serde_json::json!({"compatibilityLevel": "FULL"})),
-        });
-        assert_eq!(model.level_for("x"), CompatibilityLevel::Full);
-        model.apply(Record {
-            key: RecordKey::config(Some("x")),
-            value: Some(serde_json::json!({"compatibilityLevel": "NONE"})),
-        });
-        assert_eq!(model.level_for("x"), CompatibilityLevel::None);
+        model.apply(Record::Config(Setting {
+            subject: None,
+            value: Some(CompatibilityLevel::Full),
+        }));
+        assert_eq!(model.levels().effective("x"), CompatibilityLevel::Full);
+        model.apply(Record::Config(Setting {
+            subject: Some("x".to_string()),
+            value: Some(CompatibilityLevel::None),
+        }));
+        assert_eq!(model.levels().effective("x"), CompatibilityLevel::None);
+        model.apply(Record::Config(Setting {
+            subject: Some("x".to_string()),
+            value: None,
+        }));
+        assert_eq!(model.levels().effective("x"), CompatibilityLevel::Full);
+    }
+
+    #[test]
+    fn a_mode_is_global_or_per_subject_like_a_level() {
+        let mut model = Model::default();
+        assert_eq!(model.modes().global(), Mode::ReadWrite);
+        model.apply(Record::Mode(Setting {
+            subject: Some("x".to_string()),
+            value: Some(Mode::ReadOnly),
+        }));
+        assert_eq!(model.modes().effective("x"), Mode::ReadOnly);
+        assert_eq!(model.modes().subject("y"), None);
+        assert_eq!(model.modes().effective("y"), Mode::ReadWrite);
     }
 }

@@ -22,7 +22,7 @@ use service_kit::kafka::{KafkaContext, KafkaSettings, TopicSpec};
 use tokio::sync::{watch, Mutex, MutexGuard};
 
 use crate::model::{Model, Outcome};
-use crate::records::{Record, RecordKey};
+use crate::records::Record;
 
 /// How to reach the topic.
 #[derive(Debug, Clone)]
@@ -185,21 +185,12 @@ impl Store {
 
     /// Appends records in order, waits for the broker's acknowledgement of each and then for
     /// the reader to have applied them.
-    pub async fn append(
-        &self,
-        records: Vec<(RecordKey, Option<serde_json::Value>)>,
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn append(&self, records: Vec<Record>) -> Result<(), StoreError> {
         let mut last = -1;
-        for (key, value) in records {
-            let key = serde_json::to_vec(&key)
-                .map_err(|e| StoreError::Kafka(format!("encoding a key: {e}")))?;
-            let value = match value {
-                Some(value) => Some(
-                    serde_json::to_vec(&value)
-                        .map_err(|e| StoreError::Kafka(format!("encoding a value: {e}")))?,
-                ),
-                None => None,
-            };
+        for record in records {
+            let (key, value) = record
+                .encode()
+                .map_err(|e| StoreError::Kafka(e.to_string()))?;
             let mut record = FutureRecord::to(&self.settings.topic)
                 .key(&key)
                 .partition(0);
