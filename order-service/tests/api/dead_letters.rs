@@ -2,15 +2,11 @@
 //! the error and source headers, while the good records behind them are applied; an
 //! unreachable registry is retried, never dead-lettered.
 
-#![allow(clippy::unwrap_used)] // Tests fail by panicking.
-
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use apache_avro::types::Value;
 use apache_avro::Decimal;
-use common::*;
 use order_events::{frame, OrderStatus, ORDER_EVENTS_DLQ_TOPIC, ORDER_EVENTS_TOPIC};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};

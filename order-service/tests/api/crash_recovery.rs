@@ -2,15 +2,11 @@
 //! middle of a backlog, restarted, and the view ends equal to the topic's latest versions with
 //! `applied_total` equal to the number of records (each applied exactly once).
 
-#![allow(clippy::unwrap_used)] // Tests fail by panicking.
-
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use futures::future::join_all;
 use order_events::{OrderStatus, ORDER_EVENTS_TOPIC};
 use order_service::store::{Store, APPLIED_TOTAL};

@@ -2,13 +2,9 @@
 //! visible with their shipping cost, versions never go backwards, older and newer compatible
 //! writer schemas are read, listing filters and paginates, bad input answers 400 JSON.
 
-#![allow(clippy::unwrap_used)] // Tests fail by panicking.
-
-mod common;
-
+use crate::common::*;
 use apache_avro::types::Value;
 use apache_avro::Schema;
-use common::*;
 use order_events::{frame, OrderStatus};
 use serde_json::json;
 

@@ -7,14 +7,10 @@
 //! real input makes the consumer panic. The unpublishable dead letter is real: a poison record
 //! larger than the dead-letter producer's `message.max.bytes`.
 
-#![allow(clippy::unwrap_used)] // Tests fail by panicking.
-
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use order_events::{OrderStatus, ORDER_EVENTS_DLQ_TOPIC, ORDER_EVENTS_TOPIC};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;

@@ -3,14 +3,10 @@
 //! Kafka is gone; only allowed topics (never internal ones), at most N scans at once (429 with
 //! Retry-After beyond), and a scan whose client went away stops.
 
-#![allow(clippy::unwrap_used)] // Tests fail by panicking.
-
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use futures::future::join_all;
 use order_events::{OrderStatus, ORDER_EVENTS_TOPIC};
 use rdkafka::producer::FutureRecord;
