@@ -3,12 +3,8 @@
 //! that cannot be resolved, are classified as `UnresolvableSchema`. No registry needed: the
 //! writer schemas are fixtures.
 
-#![allow(clippy::unwrap_used)] // Tests fail by panicking.
-
-mod common;
-
+use crate::common::*;
 use apache_avro::types::Value;
-use common::*;
 use order_events::{DecodeError, EventReader, OrderEvent};
 use proptest::prelude::*;
 

@@ -1,8 +1,6 @@
 //! Properties of `Money`: text and JSON representations are exact for every amount, and
 //! out-of-range amounts are rejected rather than altered.
 
-#![allow(clippy::unwrap_used)] // Tests fail by panicking.
-
 use order_events::{Money, Quantity, Violation};
 use proptest::prelude::*;
 

@@ -7,14 +7,10 @@
 //! "unreachable" retry; a consumer keeps treating them as "registry unavailable", never as
 //! poison; and no password appears in any error.
 
-#![allow(clippy::unwrap_used)] // Tests fail by panicking.
-
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::sample_event;
+use crate::common::sample_event;
 use order_events::{
     ContractError, DecodeError, OrderEventCodec, RegistryArgs, RegistryFailure, ORDER_EVENTS_TOPIC,
 };

@@ -1,14 +1,10 @@
 //! Events survive the trip through Avro exactly (to the cent, to the millisecond), and Avro
 //! records that break a domain rule come back as typed errors, never panics.
 
-#![allow(clippy::unwrap_used)] // Tests fail by panicking.
-
-mod common;
-
+use crate::common::*;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 use apache_avro::Decimal;
-use common::*;
 use order_events::{DecodeError, EventReader, Money, OrderEvent, Violation};
 use proptest::prelude::*;
 

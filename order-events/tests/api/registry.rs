@@ -2,13 +2,9 @@
 //! encoding, decoding any compatible writer schema, and how registry failures are classified
 //! into poison (dead-letter it) versus transient (retry).
 
-#![allow(clippy::unwrap_used)] // Tests fail by panicking.
-
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use order_events::{
     frame, DecodeError, OrderEventCodec, RegistryConfig, ORDER_EVENTS_TOPIC, ORDER_EVENT_SCHEMA,
 };

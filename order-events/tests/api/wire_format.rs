@@ -1,8 +1,6 @@
 //! The Confluent framing parser, without a registry: every malformed payload is classified
 //! before any network call, and no input makes it panic.
 
-#![allow(clippy::unwrap_used)] // Tests fail by panicking.
-
 use order_events::wire::{HEADER_LEN, MAGIC_BYTE};
 use order_events::{frame, parse_frame, DecodeError, Frame};
 use proptest::prelude::*;
