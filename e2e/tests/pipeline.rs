@@ -10,6 +10,8 @@ struct Stack {
     broker: testkit::Broker,
     registry: schema_registry::Running,
     cart: String,
+    /// CartService itself (stops when dropped); `cart` is its URL.
+    _cart_service: cart_service::Running,
     order: order_service::Running,
     _data: tempfile::TempDir,
     http: reqwest::Client,
@@ -22,14 +24,13 @@ async fn stack() -> Stack {
     ))
     .await
     .unwrap();
-    let cart = cart_service::Application::build(cart_service::Settings::for_tests(
+    let cart_service = cart_service::spawn(cart_service::Settings::for_tests(
         &broker.bootstrap_servers(),
         registry.url(),
     ))
     .await
     .unwrap();
-    let cart_url = format!("http://127.0.0.1:{}", cart.port());
-    tokio::spawn(cart.run_until_stopped());
+    let cart_url = cart_service.url().to_string();
     let data = tempfile::tempdir().unwrap();
     let order = order_service::spawn(order_service::Settings::for_tests(
         &broker.bootstrap_servers(),
@@ -56,6 +57,7 @@ async fn stack() -> Stack {
         broker,
         registry,
         cart: cart_url,
+        _cart_service: cart_service,
         order,
         _data: data,
         http,
