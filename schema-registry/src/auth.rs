@@ -11,11 +11,11 @@
 //!   (`POST /compatibility/subjects/{subject}/versions[/{version}]`).
 //! - `read-write`: everything.
 //!
-//! The file ([`Users::parse`]) has one user per line, `name:argon2id-phc-hash:role`, with `#`
+//! The file (`Users::parse`) has one user per line, `name:argon2id-phc-hash:role`, with `#`
 //! comments and blank lines; see [`crate::password`] for the hash. It is read once, at start-up,
 //! and any problem is a start-up error naming the line, never its content.
 //!
-//! Argon2 is deliberately slow (tens of milliseconds of CPU), so [`Authenticator`] remembers
+//! Argon2 is deliberately slow (tens of milliseconds of CPU), so `Authenticator` remembers
 //! successful checks (a bounded set keyed by a SHA-256 of a per-process random key, the user and
 //! the presented password: never the password itself) and runs at most a few checks at once on
 //! the blocking pool, so a flood of wrong passwords queues instead of taking every core, while
@@ -41,9 +41,6 @@ use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 use crate::password::{PasswordHash, DEFAULT_PARAMS};
-
-/// The realm announced in `WWW-Authenticate`.
-pub const REALM: &str = "schema-registry";
 
 /// What a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +114,7 @@ struct User {
 /// Why the users file cannot be used. Messages name the file and the line, never a hash or a
 /// password.
 #[derive(Debug, thiserror::Error)]
-pub enum UsersFileError {
+pub(crate) enum UsersFileError {
     #[error("cannot read the users file {path} (SCHEMA_REGISTRY_AUTH_FILE): {source}")]
     Read {
         path: String,
@@ -135,13 +132,13 @@ pub enum UsersFileError {
 
 /// The users from the file, by name.
 #[derive(Debug, Clone)]
-pub struct Users {
+pub(crate) struct Users {
     users: HashMap<String, User>,
 }
 
 impl Users {
     /// Reads and parses the users file at `path`.
-    pub fn load(path: &Path) -> Result<Users, UsersFileError> {
+    pub(crate) fn load(path: &Path) -> Result<Users, UsersFileError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| UsersFileError::Read {
             path: shown.clone(),
@@ -191,19 +188,14 @@ impl Users {
     }
 
     /// How many users the file has.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.users.len()
-    }
-
-    /// Whether the file has no users (never true for a parsed file).
-    pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
     }
 }
 
 /// What a request needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// Nothing: the liveness and readiness probes.
     Open,
     /// Any authenticated user.
@@ -214,7 +206,7 @@ pub enum Access {
 
 /// The access `method` on `path` needs. Anything not known to be harmless is a write, so a
 /// method or path added later is protected until someone decides otherwise.
-pub fn required_access(method: &Method, path: &str) -> Access {
+pub(crate) fn required_access(method: &Method, path: &str) -> Access {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if (path == "/health" || path == "/ready") && (method == Method::GET || method == Method::HEAD)
     {
@@ -242,14 +234,14 @@ pub fn required_access(method: &Method, path: &str) -> Access {
 
 /// Who is calling, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub user: UserName,
-    pub role: Role,
+pub(crate) struct Principal {
+    pub(crate) user: UserName,
+    pub(crate) role: Role,
 }
 
 /// Why a request is not authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Denied {
+pub(crate) enum Denied {
     /// No `Authorization` header, or not `Basic`.
     Anonymous,
     /// A `Basic` header that does not decode to `user:password`.
@@ -298,7 +290,7 @@ struct Stats {
 }
 
 /// Checks `Authorization` headers against the users file.
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     users: Users,
     /// Verified against for unknown users, so that a wrong name costs what a wrong password
     /// costs and timing does not tell which names exist.
@@ -306,14 +298,13 @@ pub struct Authenticator {
     cache_key: [u8; 32],
     cache: Mutex<Cache>,
     permits: Arc<Semaphore>,
-    max_concurrent: usize,
     queue_wait: Duration,
     stats: Arc<Stats>,
 }
 
 impl Authenticator {
     /// An authenticator for `users` running at most `max_concurrent` Argon2 checks at once.
-    pub fn new(users: Users, max_concurrent: usize) -> anyhow::Result<Authenticator> {
+    pub(crate) fn new(users: Users, max_concurrent: usize) -> anyhow::Result<Authenticator> {
         let max_concurrent = max_concurrent.max(1);
         let mut random = [0u8; 32];
         openssl::rand::rand_bytes(&mut random)?;
@@ -325,7 +316,6 @@ impl Authenticator {
             cache_key: random,
             cache: Mutex::new(Cache::default()),
             permits: Arc::new(Semaphore::new(max_concurrent)),
-            max_concurrent,
             queue_wait: QUEUE_WAIT,
             stats: Arc::new(Stats::default()),
         })
@@ -333,7 +323,7 @@ impl Authenticator {
 
     /// The default bound on concurrent checks: half the cores, at least one, so that a flood of
     /// wrong passwords leaves CPU for the requests that are already authenticated.
-    pub fn default_concurrency() -> usize {
+    pub(crate) fn default_concurrency() -> usize {
         std::thread::available_parallelism()
             .map(|n| n.get() / 2)
             .unwrap_or(1)
@@ -341,22 +331,22 @@ impl Authenticator {
     }
 
     /// How many Argon2 checks ran so far.
-    pub fn verifications(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn verifications(&self) -> u64 {
         self.stats.verifications.load(Ordering::Relaxed)
     }
 
     /// The most Argon2 checks that ever ran at once.
-    pub fn max_in_flight(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn max_in_flight(&self) -> usize {
         self.stats.max_in_flight.load(Ordering::Relaxed)
     }
 
-    /// The bound on concurrent checks.
-    pub fn max_concurrent(&self) -> usize {
-        self.max_concurrent
-    }
-
     /// Authenticates the value of an `Authorization` header.
-    pub async fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Principal, Denied> {
+    pub(crate) async fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+    ) -> Result<Principal, Denied> {
         let (user, password) = decode_basic(authorization.ok_or(Denied::Anonymous)?)?;
         let key = self.cache_key_for(&user, &password);
         let known = self.users.users.get(&user).cloned();
@@ -438,7 +428,7 @@ fn decode_basic(value: &[u8]) -> Result<(String, Vec<u8>), Denied> {
 }
 
 /// The 401 answer: Confluent's body and the header that makes browsers ask for a password.
-pub fn unauthorized() -> HttpResponse {
+pub(crate) fn unauthorized() -> HttpResponse {
     let mut response =
         ApiError::new(StatusCode::UNAUTHORIZED, 401, "Unauthorized").error_response();
     response.headers_mut().insert(
@@ -449,7 +439,7 @@ pub fn unauthorized() -> HttpResponse {
 }
 
 /// The 403 answer for a read-only user asking for `method path`.
-pub fn forbidden(principal: &Principal, method: &Method, path: &str) -> HttpResponse {
+pub(crate) fn forbidden(principal: &Principal, method: &Method, path: &str) -> HttpResponse {
     ApiError::new(
         StatusCode::FORBIDDEN,
         40301,
@@ -476,7 +466,7 @@ fn busy() -> HttpResponse {
 
 /// The middleware: passes everything through when auth is off (no [`Authenticator`] in the app
 /// data), otherwise authenticates and authorizes each request before it reaches a handler.
-pub async fn middleware(
+pub(crate) async fn middleware(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {

@@ -13,7 +13,7 @@
 //! compatible" instead of incompatible, and compares two named references by name only. None of
 //! that matches what Confluent would say.
 //!
-//! The two entry points are [`can_read`] (one reader/writer pair, every reason it fails) and
+//! The two entry points are `resolve_pair` (one reader/writer pair, every reason it fails) and
 //! [`check`] (a candidate against a subject's versions at a [`CompatibilityLevel`], with messages
 //! in the shape of Confluent's verbose answer).
 //!
@@ -32,7 +32,7 @@
 //! Where this module departs from Java, it is in the messages only: each (reader type, writer
 //! type) pair's problems are listed once, at the first location where they are met (Java
 //! repeats them at every use of a named type, which doubles the list with every level of a
-//! schema whose named types each use the next one twice), at most [`MAX_REPORTED_PROBLEMS`] are
+//! schema whose named types each use the next one twice), at most `MAX_REPORTED_PROBLEMS` are
 //! listed, a reader field that matches two writer fields (by name and by alias) is reported as
 //! an incompatibility instead of an exception, and `{oldSchemaVersion: N}` is added whenever
 //! anything failed (Confluent's FULL check omits it when only the forward half fails).
@@ -98,7 +98,7 @@ impl CompatibilityLevel {
     ];
 
     /// The Confluent spelling, e.g. `"FULL_TRANSITIVE"`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CompatibilityLevel::None => "NONE",
             CompatibilityLevel::Backward => "BACKWARD",
@@ -111,7 +111,7 @@ impl CompatibilityLevel {
     }
 
     /// Whether the candidate is checked against every existing version, not only the latest.
-    pub fn is_transitive(self) -> bool {
+    pub(crate) fn is_transitive(self) -> bool {
         matches!(
             self,
             CompatibilityLevel::BackwardTransitive
@@ -121,7 +121,7 @@ impl CompatibilityLevel {
     }
 
     /// Whether the candidate must be able to read data written with existing versions.
-    pub fn checks_backward(self) -> bool {
+    pub(crate) fn checks_backward(self) -> bool {
         matches!(
             self,
             CompatibilityLevel::Backward
@@ -132,7 +132,7 @@ impl CompatibilityLevel {
     }
 
     /// Whether existing versions must be able to read data written with the candidate.
-    pub fn checks_forward(self) -> bool {
+    pub(crate) fn checks_forward(self) -> bool {
         matches!(
             self,
             CompatibilityLevel::Forward
@@ -173,7 +173,7 @@ impl FromStr for CompatibilityLevel {
 /// Why a reader cannot read a writer's data; mirrors Java's `SchemaIncompatibilityType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum IncompatibilityKind {
+pub(crate) enum IncompatibilityKind {
     /// A record, enum or fixed changed its name (and the reader has no alias for the old one).
     NameMismatch,
     /// A fixed changed its size.
@@ -190,7 +190,7 @@ pub enum IncompatibilityKind {
 
 impl IncompatibilityKind {
     /// The Java spelling, e.g. `"READER_FIELD_MISSING_DEFAULT_VALUE"`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             IncompatibilityKind::NameMismatch => "NAME_MISMATCH",
             IncompatibilityKind::FixedSizeMismatch => "FIXED_SIZE_MISMATCH",
@@ -212,19 +212,19 @@ impl fmt::Display for IncompatibilityKind {
 
 /// One reason why data written with a writer schema cannot be read with a reader schema.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Incompatibility {
+pub(crate) struct Incompatibility {
     /// What kind of problem this is.
-    pub kind: IncompatibilityKind,
+    pub(crate) kind: IncompatibilityKind,
     /// A JSON pointer into the reader schema, e.g. `/fields/2/type/items`; `/` is the root.
-    pub location: String,
+    pub(crate) location: String,
     /// Java's detail message (Confluent's `additionalInfo`), e.g. `expected: com.acme.Order`.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl Incompatibility {
     /// Confluent's description sentence, naming the reader's schema `reader` and the writer's
     /// `writer` (Confluent says "new"/"old" when the candidate reads, "old"/"new" otherwise).
-    pub fn description(&self, reader: &str, writer: &str) -> String {
+    pub(crate) fn description(&self, reader: &str, writer: &str) -> String {
         let path = &self.location;
         let info = &self.message;
         match self.kind {
@@ -251,7 +251,7 @@ impl Incompatibility {
 
     /// The whole Confluent message, `{errorType:'...', description:'...', additionalInfo:'...'}`,
     /// with the reader and writer named as in [`Incompatibility::description`].
-    pub fn confluent_message(&self, reader: &str, writer: &str) -> String {
+    pub(crate) fn confluent_message(&self, reader: &str, writer: &str) -> String {
         format!(
             "{{errorType:'{}', description:'{}', additionalInfo:'{}'}}",
             self.kind,
@@ -274,29 +274,30 @@ impl fmt::Display for Incompatibility {
 
 /// The most problems listed for one reader/writer pair of schemas. Beyond it the list is cut
 /// (the verdict stays exact), so that one request cannot make the answer arbitrarily large.
-pub const MAX_REPORTED_PROBLEMS: usize = 100;
+pub(crate) const MAX_REPORTED_PROBLEMS: usize = 100;
 
 /// How deep the check follows nested pairs of types before it gives up on a branch and calls
 /// it incompatible. Two recursive types whose cycles have different lengths pair up their
 /// members for up to the product of the lengths before a pair repeats; the limit keeps the
 /// stack bounded (the registry also refuses schemas nested more than 64 levels).
-pub const MAX_CHECK_DEPTH: usize = 256;
+pub(crate) const MAX_CHECK_DEPTH: usize = 256;
 
 /// The outcome of one reader/writer check: the verdict, and the problems behind it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolution {
+pub(crate) struct Resolution {
     /// Whether data written with the writer schema can be read with the reader schema.
-    pub compatible: bool,
+    pub(crate) compatible: bool,
     /// Why not, each (reader type, writer type) pair listed once, at the first place met.
-    pub problems: Vec<Incompatibility>,
+    pub(crate) problems: Vec<Incompatibility>,
     /// Whether problems beyond the limit were left out.
-    pub truncated: bool,
+    pub(crate) truncated: bool,
 }
 
 /// Every reason why data written with `writer` cannot be read with `reader` by Avro schema
 /// resolution, in the order Avro Java finds them (at most [`MAX_REPORTED_PROBLEMS`]); empty
-/// means compatible.
-pub fn can_read(reader: &Schema, writer: &Schema) -> Vec<Incompatibility> {
+/// means compatible (what the tests ask; [`check`] uses [`resolve_pair`] directly).
+#[cfg(test)]
+pub(crate) fn can_read(reader: &Schema, writer: &Schema) -> Vec<Incompatibility> {
     resolve_pair(reader, writer, MAX_REPORTED_PROBLEMS).problems
 }
 
@@ -307,7 +308,7 @@ pub fn can_read(reader: &Schema, writer: &Schema) -> Vec<Incompatibility> {
 /// verdict of each (reader type, writer type) pair is computed once, and a pair met again at
 /// another place (a named type used twice) is not listed again. Listing every path instead
 /// grows as 2^depth for a schema whose named types each use the next one twice.
-pub fn resolve_pair(reader: &Schema, writer: &Schema, limit: usize) -> Resolution {
+pub(crate) fn resolve_pair(reader: &Schema, writer: &Schema, limit: usize) -> Resolution {
     let reader_names = NameTable::of(reader);
     let writer_names = NameTable::of(writer);
     let mut checker = Checker {
@@ -346,7 +347,7 @@ pub fn resolve_pair(reader: &Schema, writer: &Schema, limit: usize) -> Resolutio
 ///
 /// Returns Confluent's verbose messages (empty means compatible): one
 /// `{errorType:..., description:..., additionalInfo:...}` per problem (at most
-/// [`MAX_REPORTED_PROBLEMS`] per direction, then `{truncated: '...'}` if some were left out),
+/// `MAX_REPORTED_PROBLEMS` per direction, then `{truncated: '...'}` if some were left out),
 /// then `{oldSchemaVersion: N}`, `{oldSchema: '...'}` and
 /// `{validateFields: 'false', compatibility: 'LEVEL'}`.
 pub fn check(

@@ -9,18 +9,18 @@ use actix_web::{HttpResponse, ResponseError};
 use crate::store::StoreError;
 
 /// The media type the registry answers with by default.
-pub const CONTENT_TYPE_V1: &str = "application/vnd.schemaregistry.v1+json";
+pub(crate) const CONTENT_TYPE_V1: &str = "application/vnd.schemaregistry.v1+json";
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: u32,
-    pub message: String,
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) code: u32,
+    pub(crate) message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -28,7 +28,7 @@ impl ApiError {
         }
     }
 
-    pub fn subject_not_found(subject: &str) -> Self {
+    pub(crate) fn subject_not_found(subject: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             40401,
@@ -36,7 +36,7 @@ impl ApiError {
         )
     }
 
-    pub fn version_not_found(version: impl std::fmt::Display) -> Self {
+    pub(crate) fn version_not_found(version: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             40402,
@@ -44,7 +44,7 @@ impl ApiError {
         )
     }
 
-    pub fn schema_not_found(id: Option<u32>) -> Self {
+    pub(crate) fn schema_not_found(id: Option<u32>) -> Self {
         let message = match id {
             Some(id) => format!("Schema {id} not found"),
             None => "Schema not found".to_string(),
@@ -52,7 +52,7 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, 40403, message)
     }
 
-    pub fn subject_soft_deleted(subject: &str) -> Self {
+    pub(crate) fn subject_soft_deleted(subject: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             40404,
@@ -62,7 +62,7 @@ impl ApiError {
         )
     }
 
-    pub fn subject_not_soft_deleted(subject: &str) -> Self {
+    pub(crate) fn subject_not_soft_deleted(subject: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             40405,
@@ -70,7 +70,7 @@ impl ApiError {
         )
     }
 
-    pub fn version_soft_deleted(subject: &str, version: u32) -> Self {
+    pub(crate) fn version_soft_deleted(subject: &str, version: u32) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             40406,
@@ -80,7 +80,7 @@ impl ApiError {
         )
     }
 
-    pub fn version_not_soft_deleted(subject: &str, version: u32) -> Self {
+    pub(crate) fn version_not_soft_deleted(subject: &str, version: u32) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             40407,
@@ -90,7 +90,7 @@ impl ApiError {
         )
     }
 
-    pub fn subject_compatibility_not_configured(subject: &str) -> Self {
+    pub(crate) fn subject_compatibility_not_configured(subject: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             40408,
@@ -98,7 +98,7 @@ impl ApiError {
         )
     }
 
-    pub fn subject_mode_not_configured(subject: &str) -> Self {
+    pub(crate) fn subject_mode_not_configured(subject: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             40409,
@@ -106,7 +106,7 @@ impl ApiError {
         )
     }
 
-    pub fn incompatible(subject: &str, messages: &[String]) -> Self {
+    pub(crate) fn incompatible(subject: &str, messages: &[String]) -> Self {
         Self::new(
             StatusCode::CONFLICT,
             409,
@@ -117,11 +117,11 @@ impl ApiError {
         )
     }
 
-    pub fn invalid_schema(reason: impl std::fmt::Display) -> Self {
+    pub(crate) fn invalid_schema(reason: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, 42201, reason.to_string())
     }
 
-    pub fn invalid_version(text: &str) -> Self {
+    pub(crate) fn invalid_version(text: &str) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             42202,
@@ -131,7 +131,7 @@ impl ApiError {
         )
     }
 
-    pub fn invalid_compatibility_level(text: &str) -> Self {
+    pub(crate) fn invalid_compatibility_level(text: &str) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             42203,
@@ -141,7 +141,7 @@ impl ApiError {
         )
     }
 
-    pub fn invalid_mode(text: &str) -> Self {
+    pub(crate) fn invalid_mode(text: &str) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             42204,
@@ -150,14 +150,14 @@ impl ApiError {
     }
 
     /// A schema larger than the registry accepts (42201, Confluent's "Invalid schema").
-    pub fn schema_too_large(size: usize, limit: usize) -> Self {
+    pub(crate) fn schema_too_large(size: usize, limit: usize) -> Self {
         Self::invalid_schema(format!(
             "Invalid schema: the schema is {size} bytes, larger than the limit of {limit} bytes (SCHEMA_REGISTRY_MAX_SCHEMA_BYTES)"
         ))
     }
 
     /// An imported schema ID outside Confluent's range (a signed 32-bit int, from 1).
-    pub fn id_out_of_range(id: i64) -> Self {
+    pub(crate) fn id_out_of_range(id: i64) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             422,
@@ -166,24 +166,24 @@ impl ApiError {
     }
 
     /// Every schema ID is used: the next one would not fit Confluent's signed 32-bit IDs.
-    pub fn ids_exhausted() -> Self {
+    pub(crate) fn ids_exhausted() -> Self {
         Self::not_permitted(
             "No schema id is left: id 2147483647 (2^31-1), the largest Confluent allows, is in use",
         )
     }
 
     /// Every version of a subject is used.
-    pub fn versions_exhausted(subject: &str) -> Self {
+    pub(crate) fn versions_exhausted(subject: &str) -> Self {
         Self::not_permitted(format!(
             "No version is left under subject {subject}: version 2147483647 (2^31-1) is in use"
         ))
     }
 
-    pub fn not_permitted(message: impl Into<String>) -> Self {
+    pub(crate) fn not_permitted(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, 42205, message)
     }
 
-    pub fn reference_exists(subject: &str, version: u32) -> Self {
+    pub(crate) fn reference_exists(subject: &str, version: u32) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             42206,
@@ -191,7 +191,7 @@ impl ApiError {
         )
     }
 
-    pub fn id_does_not_match(id: u32) -> Self {
+    pub(crate) fn id_does_not_match(id: u32) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             42207,
@@ -199,7 +199,7 @@ impl ApiError {
         )
     }
 
-    pub fn invalid_subject(subject: &str) -> Self {
+    pub(crate) fn invalid_subject(subject: &str) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             42208,
@@ -208,7 +208,7 @@ impl ApiError {
     }
 
     /// A request body that is not JSON (Confluent answers these 400 with code 400).
-    pub fn malformed_json(reason: impl std::fmt::Display) -> Self {
+    pub(crate) fn malformed_json(reason: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             400,
@@ -217,16 +217,16 @@ impl ApiError {
     }
 
     /// JSON of the wrong shape (Confluent answers these 422 with code 422).
-    pub fn unprocessable(reason: impl std::fmt::Display) -> Self {
+    pub(crate) fn unprocessable(reason: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, 422, reason.to_string())
     }
 
-    pub fn not_found_route() -> Self {
+    pub(crate) fn not_found_route() -> Self {
         Self::new(StatusCode::NOT_FOUND, 404, "HTTP 404 Not Found")
     }
 
     /// Any other HTTP-level error (405, 413, ...) in Confluent's shape: the status as the code.
-    pub fn http(status: StatusCode, detail: Option<&str>) -> Self {
+    pub(crate) fn http(status: StatusCode, detail: Option<&str>) -> Self {
         let reason = status.canonical_reason().unwrap_or("Error");
         let message = match detail {
             Some(detail) => format!("HTTP {} {reason}: {detail}", status.as_u16()),
@@ -235,7 +235,7 @@ impl ApiError {
         Self::new(status, u32::from(status.as_u16()), message)
     }
 
-    pub fn unsupported_media_type(content_type: &str) -> Self {
+    pub(crate) fn unsupported_media_type(content_type: &str) -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             415,
@@ -243,7 +243,7 @@ impl ApiError {
         )
     }
 
-    pub fn conflicting_writers() -> Self {
+    pub(crate) fn conflicting_writers() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             50001,

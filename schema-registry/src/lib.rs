@@ -4,15 +4,26 @@
 //! codes and content types, same compatibility rules, same `_schemas` record layout. It exists so
 //! the embedded stack runs without a JVM; in production, Confluent's registry takes its place.
 //!
-//! Map: [`api`] (HTTP), [`model`] (state and the rules that make replay deterministic),
-//! [`store`] (the Kafka topic), [`records`] (its record layout), [`compat`] (Avro schema
-//! resolution rules), [`error`] (Confluent's error answers), [`auth`] and [`password`]
-//! (optional HTTP Basic authentication with roles), [`tls`] (the optional HTTPS listener).
+//! Map: [`api`] (HTTP, one file per resource), `model` (state and the rules that make replay
+//! deterministic), `store` (the Kafka topic), `records` (its record layout, decoded once into
+//! typed records), [`compat`] (Avro schema resolution rules), `error` (Confluent's error
+//! answers), [`auth`] and [`password`] (optional HTTP Basic authentication with roles), `tls`
+//! (the optional HTTPS listener).
+//!
+//! Around the API it has the operations surface of the other services (`service_kit::surface`):
+//! `/health`, `/ready` with the checks `kafka` and `schemas_reader`, `/metrics`, request IDs and
+//! one access-log line per request (401s included), the shared shutdown grace. `/docs` sends to
+//! `/ui`: the API is Confluent's, so there is no OpenAPI document of our own.
 //!
 //! Every answer, including actix's own (413 for a body over the limit, 405, 404), is
 //! Confluent's JSON error body. If the `_schemas` reader stops, `/ready` answers 503 and
 //! [`Application::run_until_stopped`] returns an error, so the process exits non-zero and a
 //! supervisor restarts it instead of serving a state that no longer follows the log.
+//!
+//! Public: [`Settings`], [`Application`], [`spawn`]/[`Running`] (other crates' tests embed the
+//! registry), what the binary needs (`auth::{Role, UserName}`, [`password`]) and what the fuzz
+//! target calls (`model::parse_schema`, `compat::check`, `api::MAX_NESTING_DEPTH`); the rest
+//! is crate-private.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -31,12 +42,12 @@ use service_kit::surface::Check;
 pub mod api;
 pub mod auth;
 pub mod compat;
-pub mod error;
+pub(crate) mod error;
 pub mod model;
 pub mod password;
-pub mod records;
-pub mod store;
-pub mod tls;
+pub(crate) mod records;
+pub(crate) mod store;
+pub(crate) mod tls;
 
 use api::Limits;
 use auth::{Authenticator, Users};

@@ -13,16 +13,18 @@ use apache_avro::Schema;
 use serde::{Deserialize, Serialize};
 
 use crate::compat::CompatibilityLevel;
-use crate::records::{Record, SchemaReference, SchemaValue, Setting};
+/// A schema's references to other subjects' versions, as [`parse_schema`] takes them.
+pub use crate::records::SchemaReference;
+use crate::records::{Record, SchemaValue, Setting};
 
 /// The largest schema ID and subject version: Confluent's IDs and versions are Java `int`s
 /// (signed 32-bit), so clients cannot hold anything larger.
-pub const MAX_ID: u32 = i32::MAX as u32;
+pub(crate) const MAX_ID: u32 = i32::MAX as u32;
 
 /// Confluent's registry modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
-pub enum Mode {
+pub(crate) enum Mode {
     #[default]
     #[serde(rename = "READWRITE")]
     ReadWrite,
@@ -68,7 +70,7 @@ pub enum SchemaError {
 }
 
 /// Parses `text` into a [`ParsedSchema`], given the texts of the schemas its references need
-/// ([`Model::reference_texts`]). Needs no state, so it runs without the model's lock.
+/// (`Model::reference_texts`). Needs no state, so it runs without the model's lock.
 pub fn parse_schema(
     text: &str,
     references: &[SchemaReference],
@@ -127,14 +129,14 @@ pub fn nesting_depth(schema: &Schema) -> usize {
 
 /// One version of a subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VersionEntry {
-    pub id: u32,
-    pub deleted: bool,
+pub(crate) struct VersionEntry {
+    pub(crate) id: u32,
+    pub(crate) deleted: bool,
 }
 
 /// Which version a request names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VersionSpec {
+pub(crate) enum VersionSpec {
     Latest,
     Number(u32),
 }
@@ -188,7 +190,7 @@ impl<T: Copy + Default> PerSubject<T> {
 
 /// The whole state of the registry.
 #[derive(Debug, Default)]
-pub struct Model {
+pub(crate) struct Model {
     schemas: BTreeMap<u32, ParsedSchema>,
     by_canonical: HashMap<String, u32>,
     subjects: BTreeMap<String, BTreeMap<u32, VersionEntry>>,
@@ -199,7 +201,7 @@ pub struct Model {
 
 /// What happened to a record on replay.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Applied,
     /// Skipped for the reason given; every instance skips it the same way.
     Rejected(String),
@@ -207,7 +209,7 @@ pub enum Outcome {
 
 impl Model {
     /// Parses `text` (with its references resolved against this state) into a [`ParsedSchema`].
-    pub fn parse(
+    pub(crate) fn parse(
         &self,
         text: &str,
         references: &[SchemaReference],
@@ -217,7 +219,7 @@ impl Model {
 
     /// The texts of every schema `references` needs, dependencies first (what
     /// [`parse_schema`] needs from the state; cloned, so the parse can run without a lock).
-    pub fn reference_texts(
+    pub(crate) fn reference_texts(
         &self,
         references: &[SchemaReference],
     ) -> Result<Vec<String>, SchemaError> {
@@ -347,23 +349,23 @@ impl Model {
 
     // ---- queries ----
 
-    pub fn schema(&self, id: u32) -> Option<&ParsedSchema> {
+    pub(crate) fn schema(&self, id: u32) -> Option<&ParsedSchema> {
         self.schemas.get(&id)
     }
 
     /// The ID already given to an equivalent schema, if any.
-    pub fn id_of(&self, schema: &ParsedSchema) -> Option<u32> {
+    pub(crate) fn id_of(&self, schema: &ParsedSchema) -> Option<u32> {
         self.by_canonical.get(&schema.canonical).copied()
     }
 
     /// The ID the next new schema gets; IDs are never reused. `None` once [`MAX_ID`] is used.
-    pub fn next_id(&self) -> Option<u32> {
+    pub(crate) fn next_id(&self) -> Option<u32> {
         self.max_id.checked_add(1).filter(|id| *id <= MAX_ID)
     }
 
     /// The version the next registration under `subject` gets (soft-deleted versions count).
     /// `None` once version [`MAX_ID`] is used.
-    pub fn next_version(&self, subject: &str) -> Option<u32> {
+    pub(crate) fn next_version(&self, subject: &str) -> Option<u32> {
         self.subjects
             .get(subject)
             .and_then(|versions| versions.keys().next_back())
@@ -372,7 +374,7 @@ impl Model {
     }
 
     /// Subject names, sorted; soft-deleted subjects only when asked.
-    pub fn subjects(&self, include_deleted: bool) -> Vec<String> {
+    pub(crate) fn subjects(&self, include_deleted: bool) -> Vec<String> {
         self.subjects
             .iter()
             .filter(|(_, versions)| include_deleted || versions.values().any(|e| !e.deleted))
@@ -381,7 +383,7 @@ impl Model {
     }
 
     /// The versions of a subject; `None` when it has none (visible under the flag).
-    pub fn versions(
+    pub(crate) fn versions(
         &self,
         subject: &str,
         include_deleted: bool,
@@ -397,12 +399,12 @@ impl Model {
     }
 
     /// Whether the subject has any version at all, deleted or not.
-    pub fn has_subject(&self, subject: &str) -> bool {
+    pub(crate) fn has_subject(&self, subject: &str) -> bool {
         self.subjects.contains_key(subject)
     }
 
     /// One version of a subject. `Latest` is the newest visible one.
-    pub fn version(
+    pub(crate) fn version(
         &self,
         subject: &str,
         spec: VersionSpec,
@@ -423,7 +425,7 @@ impl Model {
     }
 
     /// The version under `subject` holding a schema equivalent to `schema`, if any.
-    pub fn find_in_subject(
+    pub(crate) fn find_in_subject(
         &self,
         subject: &str,
         schema: &ParsedSchema,
@@ -439,7 +441,7 @@ impl Model {
     }
 
     /// Every (subject, version) that uses schema `id`.
-    pub fn usages(&self, id: u32, include_deleted: bool) -> Vec<(String, u32)> {
+    pub(crate) fn usages(&self, id: u32, include_deleted: bool) -> Vec<(String, u32)> {
         self.subjects
             .iter()
             .flat_map(|(subject, versions)| {
@@ -452,7 +454,7 @@ impl Model {
     }
 
     /// IDs of the live schemas that reference `subject` version `version`.
-    pub fn referenced_by(&self, subject: &str, version: u32) -> Vec<u32> {
+    pub(crate) fn referenced_by(&self, subject: &str, version: u32) -> Vec<u32> {
         self.schemas
             .iter()
             .filter(|(id, schema)| {
@@ -477,7 +479,7 @@ impl Model {
     }
 
     /// Whether any schema has been registered (Confluent refuses IMPORT mode then, unless forced).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.schemas.is_empty()
     }
 }

@@ -126,11 +126,6 @@ impl PasswordHash {
         Ok(openssl::memcmp::eq(&computed, &self.hash))
     }
 
-    /// The cost parameters.
-    pub fn params(&self) -> Params {
-        self.params
-    }
-
     /// The PHC string, as written in the users file.
     pub fn to_phc(&self) -> String {
         format!(

@@ -72,45 +72,45 @@ impl RecordKey {
 /// A schema reference (another subject's version that this schema uses by name).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SchemaReference {
-    pub name: String,
-    pub subject: String,
-    pub version: u32,
+    pub(crate) name: String,
+    pub(crate) subject: String,
+    pub(crate) version: u32,
 }
 
 /// The value of a `SCHEMA` record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct SchemaValue {
-    pub subject: String,
-    pub version: u32,
-    pub id: u32,
+    pub(crate) subject: String,
+    pub(crate) version: u32,
+    pub(crate) id: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema_type: Option<String>,
+    pub(crate) schema_type: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub references: Vec<SchemaReference>,
-    pub schema: String,
+    pub(crate) references: Vec<SchemaReference>,
+    pub(crate) schema: String,
     #[serde(default)]
-    pub deleted: bool,
+    pub(crate) deleted: bool,
 }
 
 /// The value of a `CONFIG` record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ConfigValue {
-    pub compatibility_level: Option<CompatibilityLevel>,
+    pub(crate) compatibility_level: Option<CompatibilityLevel>,
 }
 
 /// The value of a `MODE` record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ModeValue {
-    pub mode: Mode,
+    pub(crate) mode: Mode,
 }
 
 /// The value of a `DELETE_SUBJECT` record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DeleteSubjectValue {
-    pub subject: String,
-    pub version: u32,
+    pub(crate) subject: String,
+    pub(crate) version: u32,
 }
 
 /// A "global or per-subject" setting as the log carries it: `subject` `None` is the global

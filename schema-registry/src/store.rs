@@ -26,20 +26,20 @@ use crate::records::Record;
 
 /// How to reach the topic.
 #[derive(Debug, Clone)]
-pub struct StoreSettings {
+pub(crate) struct StoreSettings {
     /// How to reach Kafka (servers, SASL, TLS, ...).
-    pub kafka: KafkaSettings,
-    pub topic: String,
+    pub(crate) kafka: KafkaSettings,
+    pub(crate) topic: String,
     /// `fetch.wait.max.ms` for the reader. Tansu holds a fetch for this long even when data is
     /// there, so a small value keeps writes fast; Apache Kafka answers early and does not care.
-    pub fetch_wait_max_ms: u32,
+    pub(crate) fetch_wait_max_ms: u32,
     /// How long a write may wait for the broker and for the reader.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     #[error("Error in the backend data store: {0}")]
     Kafka(String),
     #[error("Operation timed out: {0}")]
@@ -50,7 +50,7 @@ pub enum StoreError {
 }
 
 /// The model, the reader that keeps it current and the producer that appends to the log.
-pub struct Store {
+pub(crate) struct Store {
     model: Arc<RwLock<Model>>,
     producer: FutureProducer<KafkaContext>,
     watermarks: Arc<BaseConsumer<KafkaContext>>,
@@ -63,7 +63,7 @@ pub struct Store {
 
 impl Store {
     /// Creates the topic if needed, starts the reader and waits until it has replayed the log.
-    pub async fn open(settings: StoreSettings) -> anyhow::Result<Store> {
+    pub(crate) async fn open(settings: StoreSettings) -> anyhow::Result<Store> {
         // One partition: the log's order is the registry's order of events.
         let topic = TopicSpec {
             name: &settings.topic,
@@ -124,14 +124,14 @@ impl Store {
     }
 
     /// A read view of the current state.
-    pub fn model(&self) -> RwLockReadGuard<'_, Model> {
+    pub(crate) fn model(&self) -> RwLockReadGuard<'_, Model> {
         // A poisoned lock only means a panic happened while applying; the data is still the
         // last consistent state, because `apply` mutates only after its checks.
         self.model.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Serializes this instance's writes (another instance is handled by the log rules).
-    pub async fn write_lock(&self) -> MutexGuard<'_, ()> {
+    pub(crate) async fn write_lock(&self) -> MutexGuard<'_, ()> {
         self.write_lock.lock().await
     }
 
@@ -155,12 +155,12 @@ impl Store {
     }
 
     /// Why the log reader stopped, if it did (then the model no longer follows the log).
-    pub fn reader_failure(&self) -> Option<String> {
+    pub(crate) fn reader_failure(&self) -> Option<String> {
         self.reader_stopped.borrow().clone()
     }
 
     /// Waits until the log reader stops, and says why.
-    pub async fn reader_stopped(&self) -> String {
+    pub(crate) async fn reader_stopped(&self) -> String {
         let mut stopped = self.reader_stopped.clone();
         let reason = match stopped.wait_for(Option::is_some).await {
             Ok(reason) => reason.clone(),
@@ -226,7 +226,7 @@ impl Drop for Store {
 
 /// Watches a task that should run forever: once it ends or panics, logs an error and
 /// publishes why through the returned receiver (`None` while it runs).
-pub fn monitor(
+pub(crate) fn monitor(
     task: tokio::task::JoinHandle<()>,
     what: &'static str,
 ) -> watch::Receiver<Option<String>> {

@@ -15,16 +15,16 @@ use openssl::x509::X509;
 
 /// Where the certificate chain and its key are.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
+pub(crate) struct TlsFiles {
     /// PEM: the server certificate first, then any intermediates.
-    pub cert: PathBuf,
+    pub(crate) cert: PathBuf,
     /// PEM: the certificate's private key, unencrypted (PKCS#8 or traditional).
-    pub key: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 impl TlsFiles {
     /// Both or neither: one without the other is a mistake, not plain HTTP.
-    pub fn from_settings(
+    pub(crate) fn from_settings(
         cert: Option<&Path>,
         key: Option<&Path>,
     ) -> anyhow::Result<Option<TlsFiles>> {
@@ -49,7 +49,7 @@ impl TlsFiles {
     }
 
     /// Reads both files and builds the acceptor actix serves with.
-    pub fn acceptor(&self) -> anyhow::Result<SslAcceptorBuilder> {
+    pub(crate) fn acceptor(&self) -> anyhow::Result<SslAcceptorBuilder> {
         let cert_pem = std::fs::read(&self.cert).with_context(|| {
             format!(
                 "cannot read the TLS certificate {} (API_TLS_CERT_FILE)",

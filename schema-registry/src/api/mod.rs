@@ -1,15 +1,15 @@
 //! Confluent Schema Registry's REST API, for AVRO schemas, one file per resource (as the
-//! services' `routes/`): [`schemas`] (`/schemas/...`), [`subjects`] (`/subjects/...`:
-//! registration, look-up, versions, deletes), [`compatibility`] (`/compatibility/...`),
-//! [`config`] (`/config[/{subject}]`) and [`mode`] (`/mode[/{subject}]`). This module holds
-//! what they share: request parsing, Confluent's answers and [`write`].
+//! services' `routes/`): `schemas` (`/schemas/...`), `subjects` (`/subjects/...`:
+//! registration, look-up, versions, deletes), `compatibility` (`/compatibility/...`),
+//! `config` (`/config[/{subject}]`) and `mode` (`/mode[/{subject}]`). This module holds
+//! what they share: request parsing, Confluent's answers and `write`.
 //!
-//! Handlers read the [`Model`] for queries. Changes go through [`write`]: take this instance's
+//! Handlers read the `Model` for queries. Changes go through `write`: take this instance's
 //! write lock, catch up with the log, decide against the current state, append, and answer only
 //! once the broker acknowledged the records and the reader applied them.
 //!
 //! Hostile input is bounded before it costs anything: a schema larger than
-//! [`Limits::max_schema_bytes`] or nested deeper than [`MAX_NESTING_DEPTH`] is refused with 422
+//! `Limits::max_schema_bytes` or nested deeper than [`MAX_NESTING_DEPTH`] is refused with 422
 //! (error code 42201) before or right after parsing, and parsing and compatibility checks run
 //! on data cloned out of the model, never while holding the lock the log reader needs.
 
@@ -41,7 +41,7 @@ pub const MAX_NESTING_DEPTH: usize = 64;
 pub(crate) struct Limits {
     /// The largest schema text accepted, in bytes. Well below the broker's default 1 MB
     /// message limit, so a schema accepted here is never refused by the broker.
-    pub max_schema_bytes: usize,
+    pub(crate) max_schema_bytes: usize,
 }
 
 /// Registers every route of the API on `config`. A known path asked with another method
