@@ -113,7 +113,8 @@ const CREATE: [Field; 8] = [
     field("totalAmount", "total_amount", Kind::Amount, false),
     field("status", "status", Kind::Text, false),
 ];
-const ITEMS: usize = 3;
+/// Where `items` is in [`CREATE`].
+const ITEMS_FIELD: usize = 3;
 const ITEM: [Field; 3] = [
     field("itemId", "item_id", Kind::Text, true),
     field("quantity", "quantity", Kind::Integer, true),
@@ -301,13 +302,19 @@ fn deserialize<T: serde::de::DeserializeOwned + Default>(
 
 /// Reads a create-order body.
 pub(crate) fn create(body: &Map<String, Value>) -> Result<CreateOrder, Vec<FieldProblem>> {
-    const ITEMS_AT: usize = 3;
     let mut problems = Problems::default();
     let top = |i| (i, 0, 0);
+    // The place of a field of `CREATE` by its JSON name.
+    let at = |name: &str| {
+        top(CREATE
+            .iter()
+            .position(|f| f.json == name)
+            .unwrap_or(CREATE.len()))
+    };
     let mut kept = shape(body, &CREATE, top, str::to_string, &mut problems);
     if let Some(Value::Array(list)) = kept.get_mut("items") {
         for (n, value) in list.iter_mut().enumerate() {
-            let at = move |i| (ITEMS_AT, n + 1, i);
+            let at = move |i| (ITEMS_FIELD, n + 1, i);
             let checked = match &*value {
                 Value::Object(object) => shape(
                     object,
@@ -322,7 +329,7 @@ pub(crate) fn create(body: &Map<String, Value>) -> Result<CreateOrder, Vec<Field
                         format!("items[{n}]"),
                         format!("must be an object, got {}", kind(other)),
                     );
-                    for i in 1..=ITEMS {
+                    for i in 1..=ITEM.len() {
                         problems.flagged.insert(at(i));
                     }
                     Map::new()
@@ -341,7 +348,7 @@ pub(crate) fn create(body: &Map<String, Value>) -> Result<CreateOrder, Vec<Field
             problems.rules(
                 &errors,
                 &ITEM,
-                |i| (ITEMS_AT, n + 1, i),
+                |i| (ITEMS_FIELD, n + 1, i),
                 |f| format!("items[{n}].{f}"),
             );
         }
@@ -359,31 +366,31 @@ pub(crate) fn create(body: &Map<String, Value>) -> Result<CreateOrder, Vec<Field
 
     // Step 3: the domain's newtypes, for what passed the steps before.
     let p = &mut problems;
-    let order_id = if p.has(top(0)) {
+    let order_id = if p.has(at("orderId")) {
         None
     } else {
         OrderId::parse(order_id.as_str())
-            .map_err(|e| p.domain(top(0), "orderId", e))
+            .map_err(|e| p.domain(at("orderId"), "orderId", e))
             .ok()
     };
     let customer_id = match customer_id {
-        Some(c) if !p.has(top(2)) => CustomerId::parse(c.as_str())
-            .map_err(|e| p.domain(top(2), "customerId", e))
+        Some(c) if !p.has(at("customerId")) => CustomerId::parse(c.as_str())
+            .map_err(|e| p.domain(at("customerId"), "customerId", e))
             .ok(),
         _ => None,
     };
     let currency = match currency {
-        Some(c) if !p.has(top(4)) => Currency::parse(&c)
-            .map_err(|e| p.domain(top(4), "currency", e))
+        Some(c) if !p.has(at("currency")) => Currency::parse(&c)
+            .map_err(|e| p.domain(at("currency"), "currency", e))
             .ok(),
         _ => None,
     };
     let order_date = match order_date {
-        Some(text) if !p.has(top(5)) => match DateTime::parse_from_rfc3339(&text) {
+        Some(text) if !p.has(at("orderDate")) => match DateTime::parse_from_rfc3339(&text) {
             Ok(d) => Some(d.with_timezone(&Utc)),
             Err(e) => {
                 p.add(
-                    top(5),
+                    at("orderDate"),
                     "orderDate".into(),
                     format!("must be an ISO 8601 date-time such as 2026-01-13T10:30:00Z ({e})"),
                 );
@@ -393,20 +400,20 @@ pub(crate) fn create(body: &Map<String, Value>) -> Result<CreateOrder, Vec<Field
         _ => None,
     };
     let total_amount = match total_amount {
-        Some(amount) if !p.has(top(6)) => Money::parse(&amount.0)
-            .map_err(|e| p.domain(top(6), "totalAmount", e))
+        Some(amount) if !p.has(at("totalAmount")) => Money::parse(&amount.0)
+            .map_err(|e| p.domain(at("totalAmount"), "totalAmount", e))
             .ok(),
         _ => None,
     };
-    if let Some(text) = status.filter(|_| !p.has(top(7))) {
+    if let Some(text) = status.filter(|_| !p.has(at("status"))) {
         match OrderStatus::parse(&text) {
             Ok(OrderStatus::Pending) => {}
             Ok(other) => p.add(
-                top(7),
+                at("status"),
                 "status".into(),
                 format!("a new order starts as pending, got {other}"),
             ),
-            Err(e) => p.domain(top(7), "status", e),
+            Err(e) => p.domain(at("status"), "status", e),
         }
     }
     let given_items = items.is_some();
@@ -416,23 +423,23 @@ pub(crate) fn create(body: &Map<String, Value>) -> Result<CreateOrder, Vec<Field
             .filter_map(|(n, item)| self::item(n, item, p))
             .collect::<Vec<_>>()
     });
-    let num_items = num_items.filter(|_| !p.has(top(1)));
+    let num_items = num_items.filter(|_| !p.has(at("numItems")));
     if let (Some(n), Some(list)) = (num_items, body.get("items").and_then(Value::as_array)) {
-        if usize::try_from(n).ok() != Some(list.len()) && !p.has(top(3)) {
+        if usize::try_from(n).ok() != Some(list.len()) && !p.has(at("items")) {
             p.add(
-                top(1),
+                at("numItems"),
                 "numItems".into(),
                 format!("is {n} but {} items were given", list.len()),
             );
         }
     }
     if !given_items
-        && !p.has(top(1))
-        && !p.has(top(3))
+        && !p.has(at("numItems"))
+        && !p.has(at("items"))
         && body.get("numItems").is_none_or(Value::is_null)
     {
         p.add(
-            top(1),
+            at("numItems"),
             "numItems".into(),
             "is required when no items are given",
         );
@@ -453,33 +460,39 @@ pub(crate) fn create(body: &Map<String, Value>) -> Result<CreateOrder, Vec<Field
 
 /// Step 3 for one item that passed the steps before.
 fn item(n: usize, item: OrderItemRequest, p: &mut Problems) -> Option<OrderItem> {
-    let at = |i| (3, n + 1, i);
+    let at = |name: &str| {
+        let i = ITEM
+            .iter()
+            .position(|f| f.json == name)
+            .unwrap_or(ITEM.len());
+        (ITEMS_FIELD, n + 1, i)
+    };
     let path = |f: &str| format!("items[{n}].{f}");
-    let id = if p.has(at(0)) {
+    let id = if p.has(at("itemId")) {
         None
     } else {
         ItemId::parse(item.item_id.as_str())
-            .map_err(|e| p.domain(at(0), &path("itemId"), e))
+            .map_err(|e| p.domain(at("itemId"), &path("itemId"), e))
             .ok()
     };
-    let quantity = if p.has(at(1)) {
+    let quantity = if p.has(at("quantity")) {
         None
     } else {
         Quantity::new(item.quantity)
-            .map_err(|e| p.domain(at(1), &path("quantity"), e))
+            .map_err(|e| p.domain(at("quantity"), &path("quantity"), e))
             .ok()
     };
-    let price = if p.has(at(2)) {
+    let price = if p.has(at("price")) {
         None
     } else {
         match Money::parse(&item.price.0) {
             Ok(m) if m.is_positive() => Some(m),
             Ok(_) => {
-                p.add(at(2), path("price"), "must be greater than zero");
+                p.add(at("price"), path("price"), "must be greater than zero");
                 None
             }
             Err(e) => {
-                p.domain(at(2), &path("price"), e);
+                p.domain(at("price"), &path("price"), e);
                 None
             }
         }
@@ -488,7 +501,7 @@ fn item(n: usize, item: OrderItemRequest, p: &mut Problems) -> Option<OrderItem>
     OrderItem::new(id, quantity, price)
         .map_err(|e| {
             for e in e.into_errors() {
-                p.add(at(ITEMS), path(&e.field), e.violation.to_string());
+                p.add(at(&e.field), path(&e.field), e.violation.to_string());
             }
         })
         .ok()
@@ -607,6 +620,66 @@ mod tests {
             json!({"orderId": "A", "numItems": 1, "status": "shipped"}),
         )));
         assert_eq!(got, vec!["status"]);
+    }
+
+    fn listed(result: Result<CreateOrder, Vec<FieldProblem>>) -> Vec<(String, String)> {
+        match result {
+            Ok(_) => vec![],
+            Err(problems) => problems.into_iter().map(|p| (p.field, p.message)).collect(),
+        }
+    }
+
+    /// The field rules are the validator's (step 2), reported in body order with what was sent.
+    #[test]
+    fn the_validator_rules_name_the_limit_and_what_was_sent() {
+        let got = listed(create(&object(json!({
+            "orderId": "x".repeat(65), "numItems": 101, "customerId": "a b", "currency": "usd"
+        }))));
+        let expected = [
+            ("orderId", "must be 1 to 64 characters long, got 65"),
+            ("numItems", "must be between 1 and 100, got 101"),
+            (
+                "customerId",
+                "must contain only A-Z a-z 0-9 . _ : - (found ' ')",
+            ),
+            (
+                "currency",
+                "must be three capital letters (ISO 4217), such as EUR",
+            ),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(f, m)| (f.to_string(), m.to_string()))
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    /// Too many items and a bad item in one body: both listed (validator would panic were
+    /// `length` and `nested` on the same field).
+    #[test]
+    fn too_many_items_and_a_bad_item_are_both_listed() {
+        let mut items = vec![json!({"itemId": "I", "quantity": 1, "price": 1}); 101];
+        items[5] = json!({"itemId": "I", "quantity": 0, "price": 1});
+        let got = fields(create(&object(json!({"orderId": "A", "items": items}))));
+        assert_eq!(got, vec!["items", "items[5].quantity"]);
+    }
+
+    /// A wrong type is the only problem of its field: the rules and the domain do not pile on.
+    #[test]
+    fn a_mistyped_field_gets_one_problem() {
+        let got = listed(create(&object(json!({
+            "orderId": 5, "items": [{"itemId": [], "quantity": "2", "price": true}]
+        }))));
+        let got: Vec<&str> = got.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            got,
+            vec![
+                "orderId",
+                "items[0].itemId",
+                "items[0].quantity",
+                "items[0].price"
+            ]
+        );
     }
 
     #[test]
