@@ -71,6 +71,22 @@ pub enum SchemaError {
 
 /// Parses `text` into a [`ParsedSchema`], given the texts of the schemas its references need
 /// (`Model::reference_texts`). Needs no state, so it runs without the model's lock.
+///
+/// Public, with [`nesting_depth`], `compat::check` and `api::MAX_NESTING_DEPTH`, for the fuzz
+/// target, which runs a registration's checks as this example does:
+///
+/// ```
+/// use schema_registry::api::MAX_NESTING_DEPTH;
+/// use schema_registry::compat::{check, CompatibilityLevel};
+/// use schema_registry::model::{nesting_depth, parse_schema};
+///
+/// let schema = parse_schema(r#"{"type": "array", "items": "int"}"#, &[], &[])?;
+/// assert_eq!(schema.text, r#"{"type":"array","items":"int"}"#);
+/// assert!(nesting_depth(&schema.parsed) <= MAX_NESTING_DEPTH);
+/// let itself = [(1, schema.parsed.as_ref())];
+/// assert!(check(CompatibilityLevel::FullTransitive, &schema.parsed, &itself).is_empty());
+/// # Ok::<(), schema_registry::model::SchemaError>(())
+/// ```
 pub fn parse_schema(
     text: &str,
     references: &[SchemaReference],

@@ -60,7 +60,7 @@ struct SecureRegistry {
     output: Arc<Mutex<String>>,
     _child: Child,
     _users: tempfile::TempDir,
-    _broker: Broker,
+    broker: Broker,
 }
 
 impl SecureRegistry {
@@ -117,7 +117,7 @@ impl SecureRegistry {
             output,
             _child: child,
             _users: users,
-            _broker: broker,
+            broker,
         })
     }
 
@@ -678,5 +678,28 @@ async fn hash_password_reads_stdin_and_refuses_an_empty_password() -> anyhow::Re
         .await?;
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no password"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_auth_on_ready_names_the_failing_checks_but_keeps_kafkas_words_for_the_log(
+) -> anyhow::Result<()> {
+    let mut r = SecureRegistry::start().await?;
+    r.broker.kill();
+    let (status, _, body) = r.call(None, Method::GET, "/ready", None).await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let hidden = "failing; the reason is in the registry's log";
+    assert_eq!(
+        json(&body)?,
+        json!({"status": "unavailable", "checks": [
+            {"name": "kafka", "state": "failing", "detail": hidden},
+            {"name": "schemas_reader", "state": "failing", "detail": hidden}]})
+    );
+    let log = r.output();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("not ready") && l.contains("Kafka is unreachable")),
+        "the reason is not in the log:\n{log}"
+    );
     Ok(())
 }
