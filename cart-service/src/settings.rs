@@ -64,7 +64,7 @@ impl Settings {
         }
     }
 
-    pub fn publish_timeout(&self) -> Duration {
+    pub(crate) fn publish_timeout(&self) -> Duration {
         Duration::from_millis(self.publish_timeout_ms)
     }
 }

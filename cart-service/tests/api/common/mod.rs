@@ -1,8 +1,6 @@
-//! Spawns a real Tansu broker, the real registry and CartService on free ports.
+//! Spawns a real Nisshi broker, the real registry and CartService on free ports.
 
-#![allow(dead_code, clippy::unwrap_used)]
-
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cart_service::Settings;
 use order_events::{OrderEvent, OrderEventCodec, RegistryConfig};
@@ -21,7 +19,6 @@ pub struct TestCart {
 /// One record of the orders topic.
 #[derive(Debug)]
 pub struct Record {
-    pub partition: i32,
     pub key: String,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, String)>,
@@ -80,19 +77,15 @@ impl TestCart {
     }
 
     pub async fn wait_ready(&self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(r) = self.client.get(format!("{}/ready", self.url)).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cart-service not ready in {limit:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        testkit::wait::until_async("cart-service ready", limit, || async {
+            self.client
+                .get(format!("{}/ready", self.url))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await
+        .unwrap();
     }
 
     pub async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
@@ -153,7 +146,6 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
         .unwrap()
         .into_iter()
         .map(|r| Record {
-            partition: r.partition,
             key: r.key_text(),
             payload: r.value.unwrap_or_default(),
             headers: r.headers,

@@ -1,10 +1,6 @@
 //! CartService against a real broker and registry: what is answered is what is on the topic.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::TestCart;
+use crate::common::TestCart;
 use serde_json::{json, Value};
 
 #[tokio::test]

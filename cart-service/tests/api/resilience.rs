@@ -1,13 +1,9 @@
 //! Outages and restarts: bounded 503s while the broker is down, recovery without a restart,
 //! and state rebuilt from Kafka after one.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::TestCart;
+use crate::common::TestCart;
 use serde_json::json;
 
 #[tokio::test]
@@ -45,7 +41,7 @@ async fn a_stopped_broker_gives_a_bounded_503_naming_kafka() {
         "{body}"
     );
     assert_eq!(
-        common::ready_check(&body, "state_loaded")["state"],
+        crate::common::ready_check(&body, "state_loaded")["state"],
         "ok",
         "loaded before the broker went: {body}"
     );
@@ -140,7 +136,7 @@ async fn writes_wait_while_the_registry_is_unreachable_at_start_up() {
     let ready = client.get(format!("{url}/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     let body: serde_json::Value = ready.json().await.unwrap();
-    let registry = common::ready_check(&body, "schema_registry");
+    let registry = crate::common::ready_check(&body, "schema_registry");
     assert_eq!(registry["state"], "failing", "{body}");
     assert!(
         registry["detail"]
@@ -150,11 +146,15 @@ async fn writes_wait_while_the_registry_is_unreachable_at_start_up() {
         "{body}"
     );
     assert_eq!(
-        common::ready_check(&body, "state_loaded")["state"],
+        crate::common::ready_check(&body, "state_loaded")["state"],
         "failing",
         "not loaded without the registry: {body}"
     );
-    assert_eq!(common::ready_check(&body, "kafka")["state"], "ok", "{body}");
+    assert_eq!(
+        crate::common::ready_check(&body, "kafka")["state"],
+        "ok",
+        "{body}"
+    );
     let response = client
         .post(format!("{url}/api/create-order"))
         .json(&json!({"orderId": "EARLY", "numItems": 1}))
