@@ -198,6 +198,13 @@ impl<T: Copy + Default> PerSubject<T> {
         self.subjects.get(subject).copied()
     }
 
+    /// What `GET /config/{subject}` or `/mode/{subject}` shows: the subject's own value, else
+    /// the global one if `default_to_global`, else nothing.
+    pub(crate) fn shown(&self, subject: &str, default_to_global: bool) -> Option<T> {
+        self.subject(subject)
+            .or_else(|| default_to_global.then(|| self.global()))
+    }
+
     /// The value that applies to `subject`: its own, else the global one.
     pub(crate) fn effective(&self, subject: &str) -> T {
         self.subject(subject).unwrap_or_else(|| self.global())

@@ -54,16 +54,7 @@ async fn get_global_config(store: Data<Store>) -> Reply {
 }
 
 async fn put_global_config(store: Data<Store>, request: HttpRequest, bytes: Bytes) -> Reply {
-    let level = body::<ConfigRequest>(&request, &bytes)?.level()?;
-    let answer = write(&store, |_| {
-        Ok(Change {
-            records: vec![Record::Config(Setting::new(None, Some(level)))],
-            answer: json!({ "compatibility": level }),
-            won: None,
-        })
-    })
-    .await?;
-    ok(answer)
+    put_level(&store, None, &request, &bytes).await
 }
 
 async fn delete_global_config(store: Data<Store>) -> Reply {
@@ -84,11 +75,8 @@ async fn get_subject_config(
     query: Query<DefaultToGlobal>,
 ) -> Reply {
     let model = store.model();
-    match model.levels().subject(&subject) {
+    match model.levels().shown(&subject, query.default_to_global) {
         Some(level) => ok(json!({ "compatibilityLevel": level })),
-        None if query.default_to_global => {
-            ok(json!({ "compatibilityLevel": model.levels().global() }))
-        }
         None => Err(ApiError::subject_compatibility_not_configured(&subject)),
     }
 }
@@ -100,10 +88,20 @@ async fn put_subject_config(
     bytes: Bytes,
 ) -> Reply {
     check_subject(&subject)?;
-    let level = body::<ConfigRequest>(&request, &bytes)?.level()?;
-    let answer = write(&store, |_| {
+    put_level(&store, Some(&subject), &request, &bytes).await
+}
+
+/// Sets the global level (`subject` `None`) or a subject's.
+async fn put_level(
+    store: &Store,
+    subject: Option<&str>,
+    request: &HttpRequest,
+    bytes: &Bytes,
+) -> Reply {
+    let level = body::<ConfigRequest>(request, bytes)?.level()?;
+    let answer = write(store, |_| {
         Ok(Change {
-            records: vec![Record::Config(Setting::new(Some(&subject), Some(level)))],
+            records: vec![Record::Config(Setting::new(subject, Some(level)))],
             answer: json!({ "compatibility": level }),
             won: None,
         })

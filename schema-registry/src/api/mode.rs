@@ -50,22 +50,7 @@ async fn put_global_mode(
     request: HttpRequest,
     bytes: Bytes,
 ) -> Reply {
-    let mode = parse_mode(&body::<ModeRequest>(&request, &bytes)?.mode)?;
-    let force = query.force;
-    let answer = write(&store, |model| {
-        if mode == Mode::Import && !force && !model.is_empty() {
-            return Err(ApiError::not_permitted(
-                "Cannot import since found existing subjects",
-            ));
-        }
-        Ok(Change {
-            records: vec![Record::Mode(Setting::new(None, Some(mode)))],
-            answer: json!({ "mode": mode }),
-            won: None,
-        })
-    })
-    .await?;
-    ok(answer)
+    put_mode(&store, None, query.force, &request, &bytes).await
 }
 
 async fn get_subject_mode(
@@ -74,9 +59,8 @@ async fn get_subject_mode(
     query: Query<DefaultToGlobal>,
 ) -> Reply {
     let model = store.model();
-    match model.modes().subject(&subject) {
+    match model.modes().shown(&subject, query.default_to_global) {
         Some(mode) => ok(json!({ "mode": mode })),
-        None if query.default_to_global => ok(json!({ "mode": model.modes().global() })),
         None => Err(ApiError::subject_mode_not_configured(&subject)),
     }
 }
@@ -89,16 +73,31 @@ async fn put_subject_mode(
     bytes: Bytes,
 ) -> Reply {
     check_subject(&subject)?;
-    let mode = parse_mode(&body::<ModeRequest>(&request, &bytes)?.mode)?;
-    let force = query.force;
-    let answer = write(&store, |model| {
-        if mode == Mode::Import && !force && model.has_subject(&subject) {
+    put_mode(&store, Some(&subject), query.force, &request, &bytes).await
+}
+
+/// Sets the global mode (`subject` `None`) or a subject's. IMPORT is refused where schemas
+/// already exist (anywhere, or under the subject) unless forced, as Confluent does.
+async fn put_mode(
+    store: &Store,
+    subject: Option<&str>,
+    force: bool,
+    request: &HttpRequest,
+    bytes: &Bytes,
+) -> Reply {
+    let mode = parse_mode(&body::<ModeRequest>(request, bytes)?.mode)?;
+    let answer = write(store, |model| {
+        let in_use = match subject {
+            None => !model.is_empty(),
+            Some(subject) => model.has_subject(subject),
+        };
+        if mode == Mode::Import && !force && in_use {
             return Err(ApiError::not_permitted(
                 "Cannot import since found existing subjects",
             ));
         }
         Ok(Change {
-            records: vec![Record::Mode(Setting::new(Some(&subject), Some(mode)))],
+            records: vec![Record::Mode(Setting::new(subject, Some(mode)))],
             answer: json!({ "mode": mode }),
             won: None,
         })
