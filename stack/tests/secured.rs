@@ -248,6 +248,19 @@ fn wait_ready(service: &Service, url: &str, extra: &[&str], deadline: Duration) 
     }
 }
 
+/// `POST /api/create-order` through CartService at `cart_url`.
+fn create_order(cart_url: &str, order_id: &str, items: u32) -> Reply {
+    curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &format!(r#"{{"orderId": "{order_id}", "numItems": {items}}}"#),
+        &format!("{cart_url}/api/create-order"),
+    ])
+}
+
 fn free_port() -> u16 {
     testkit::free_port().expect("a free port")
 }
@@ -399,15 +412,7 @@ fn an_order_goes_end_to_end_over_sasl_ssl_and_an_https_registry_with_basic_auth_
         Duration::from_secs(90),
     );
 
-    let created = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        r#"{"orderId": "TLS-1", "numItems": 2}"#,
-        &format!("{cart_url}/api/create-order"),
-    ]);
+    let created = create_order(&cart_url, "TLS-1", 2);
     assert_eq!(created.status, 201, "{}", created.body);
     let read = curl(&[&format!(
         "{order_url}/api/order-details?orderId=TLS-1&minVersion=1&waitMs=15000"
@@ -711,15 +716,7 @@ fn the_readme_mtls_example_loads_the_client_certificate_and_its_encrypted_key() 
         &[],
         Duration::from_secs(90),
     );
-    let created = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        r#"{"orderId": "MTLS-1", "numItems": 1}"#,
-        &format!("{cart_url}/api/create-order"),
-    ]);
+    let created = create_order(&cart_url, "MTLS-1", 1);
     assert_eq!(created.status, 201, "{}", created.body);
     drop(cart);
 
