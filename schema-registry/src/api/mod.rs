@@ -31,7 +31,7 @@ mod mode;
 mod schemas;
 mod subjects;
 
-pub(super) type Reply = Result<HttpResponse, ApiError>;
+type Reply = Result<HttpResponse, ApiError>;
 
 /// The deepest nesting of records, arrays, maps and unions a schema may have.
 pub const MAX_NESTING_DEPTH: usize = 64;
@@ -60,7 +60,7 @@ fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
-pub(super) fn ok(body: Value) -> Reply {
+fn ok(body: Value) -> Reply {
     Ok(HttpResponse::Ok().content_type(CONTENT_TYPE_V1).json(body))
 }
 
@@ -77,10 +77,7 @@ const ACCEPTED_BODY_TYPES: [&str; 4] = [
 ///
 /// A body without a `Content-Type` is refused (415) rather than read as JSON: a web page can
 /// send such a body to a registry on localhost without a CORS preflight.
-pub(super) fn body<T: DeserializeOwned>(
-    request: &HttpRequest,
-    bytes: &Bytes,
-) -> Result<T, ApiError> {
+fn body<T: DeserializeOwned>(request: &HttpRequest, bytes: &Bytes) -> Result<T, ApiError> {
     let Some(content_type) = request.headers().get(header::CONTENT_TYPE) else {
         return Err(ApiError::unsupported_media_type("no Content-Type"));
     };
@@ -101,14 +98,14 @@ pub(super) fn body<T: DeserializeOwned>(
     serde_json::from_value(value).map_err(ApiError::unprocessable)
 }
 
-pub(super) fn check_subject(subject: &str) -> Result<(), ApiError> {
+fn check_subject(subject: &str) -> Result<(), ApiError> {
     if subject.is_empty() || subject.len() > 1024 || subject.chars().any(char::is_control) {
         return Err(ApiError::invalid_subject(subject));
     }
     Ok(())
 }
 
-pub(super) fn parse_version(text: &str) -> Result<VersionSpec, ApiError> {
+fn parse_version(text: &str) -> Result<VersionSpec, ApiError> {
     if text.eq_ignore_ascii_case("latest") || text == "-1" {
         return Ok(VersionSpec::Latest);
     }
@@ -118,19 +115,19 @@ pub(super) fn parse_version(text: &str) -> Result<VersionSpec, ApiError> {
     }
 }
 
-pub(super) fn parse_id(text: &str) -> Result<u32, ApiError> {
+fn parse_id(text: &str) -> Result<u32, ApiError> {
     text.parse::<u32>()
         .map_err(|_| ApiError::schema_not_found(None))
 }
 
 /// `{"subject", "version", "id", "schema"}` as Confluent shows one version.
-pub(super) fn version_body(subject: &str, version: u32, id: u32, schema: &ParsedSchema) -> Value {
+fn version_body(subject: &str, version: u32, id: u32, schema: &ParsedSchema) -> Value {
     let mut body = json!({ "subject": subject, "version": version, "id": id });
     add_schema(&mut body, schema);
     body
 }
 
-pub(super) fn add_schema(body: &mut Value, schema: &ParsedSchema) {
+fn add_schema(body: &mut Value, schema: &ParsedSchema) {
     if let Value::Object(map) = body {
         if !schema.references.is_empty() {
             map.insert("references".into(), json!(schema.references));
@@ -140,7 +137,7 @@ pub(super) fn add_schema(body: &mut Value, schema: &ParsedSchema) {
 }
 
 /// The schema of a subject version, or the right 404.
-pub(super) fn resolve_version(
+fn resolve_version(
     model: &Model,
     subject: &str,
     spec: VersionSpec,
@@ -155,7 +152,7 @@ pub(super) fn resolve_version(
         .ok_or_else(|| ApiError::version_not_found(version_text))
 }
 
-pub(super) fn stored(model: &Model, id: u32) -> Result<&ParsedSchema, ApiError> {
+fn stored(model: &Model, id: u32) -> Result<&ParsedSchema, ApiError> {
     model.schema(id).ok_or(ApiError::schema_not_found(Some(id)))
 }
 
@@ -163,16 +160,16 @@ pub(super) fn stored(model: &Model, id: u32) -> Result<&ParsedSchema, ApiError> 
 type Verdict = Box<dyn Fn(&Model) -> bool + Send>;
 
 /// What a change wants written and how to answer.
-pub(super) struct Change {
-    pub(super) records: Vec<Record>,
-    pub(super) answer: Value,
+struct Change {
+    records: Vec<Record>,
+    answer: Value,
     /// After the records are applied: did ours win? (`None`: nothing can conflict.)
-    pub(super) won: Option<Verdict>,
+    won: Option<Verdict>,
 }
 
 /// Runs a change: decide on the current state, append, wait, answer; retried when another
 /// writer's record won a race.
-pub(super) async fn write(
+async fn write(
     store: &Store,
     decide: impl Fn(&Model) -> Result<Change, ApiError>,
 ) -> Result<Value, ApiError> {
@@ -181,7 +178,7 @@ pub(super) async fn write(
 
 /// [`write`] for a decision that takes the model's read lock itself, in short turns, so that
 /// its slow parts (parsing, compatibility) run without holding it.
-pub(super) async fn write_with(
+async fn write_with(
     store: &Store,
     decide: impl Fn(&Store) -> Result<Change, ApiError>,
 ) -> Result<Value, ApiError> {
@@ -204,7 +201,7 @@ pub(super) async fn write_with(
 
 /// A boolean query flag as clients send it: `true`, `True`, `TRUE`, `1` (and the negatives).
 /// Confluent's Python client sends Python's `True`/`False` spelling.
-pub(super) fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
     let text = String::deserialize(deserializer)?;
     match text.to_ascii_lowercase().as_str() {
         "true" | "1" | "" => Ok(true),
@@ -229,15 +226,15 @@ pub(crate) fn query_error(
 }
 
 #[derive(Deserialize)]
-pub(super) struct DeletedQuery {
+struct DeletedQuery {
     #[serde(default, deserialize_with = "flag")]
-    pub(super) deleted: bool,
+    deleted: bool,
 }
 
 #[derive(Deserialize)]
-pub(super) struct DefaultToGlobal {
+struct DefaultToGlobal {
     #[serde(default, rename = "defaultToGlobal", deserialize_with = "flag")]
-    pub(super) default_to_global: bool,
+    default_to_global: bool,
 }
 
 async fn root() -> Reply {
@@ -246,16 +243,16 @@ async fn root() -> Reply {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct SchemaRequest {
-    pub(super) schema: String,
+struct SchemaRequest {
+    schema: String,
     #[serde(default)]
     schema_type: Option<String>,
     #[serde(default)]
     references: Option<Vec<SchemaReference>>,
     #[serde(default)]
-    pub(super) version: Option<i64>,
+    version: Option<i64>,
     #[serde(default)]
-    pub(super) id: Option<i64>,
+    id: Option<i64>,
 }
 
 impl SchemaRequest {
@@ -265,7 +262,7 @@ impl SchemaRequest {
 
     /// Parses the schema: the texts of its references are cloned under the model's lock, the
     /// parse itself runs without it. Too large or too deep a schema is refused (42201).
-    pub(super) fn parse(&self, store: &Store, limits: &Limits) -> Result<ParsedSchema, ApiError> {
+    fn parse(&self, store: &Store, limits: &Limits) -> Result<ParsedSchema, ApiError> {
         if let Some(kind) = self.schema_type.as_deref() {
             if !kind.eq_ignore_ascii_case("AVRO") {
                 return Err(ApiError::invalid_schema(format!(
@@ -296,7 +293,7 @@ impl SchemaRequest {
 }
 
 /// A known path asked with a method it does not have, in Confluent's shape.
-pub(crate) async fn method_not_allowed() -> Reply {
+async fn method_not_allowed() -> Reply {
     Err(ApiError::http(
         actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
         None,
