@@ -1,7 +1,7 @@
 //! Prometheus metrics: the HTTP ones every service has, and a registry services add their own to.
 //!
 //! `Metrics::new` creates a registry with `http_requests_total{method,route,status}` and
-//! `http_request_duration_seconds{method,route}`; [`record_http`] is the middleware that fills
+//! `http_request_duration_seconds{method,route}`; [`crate::surface::observe`] is the middleware that fills
 //! them. Every label comes from a fixed, small set, so no client can create new series: the
 //! route is the matched *pattern* (`/api/order-details`), never the raw path, and
 //! [`UNMATCHED_ROUTE`] for any path no route matches; the method is one of [`KNOWN_METHODS`] or
@@ -9,12 +9,7 @@
 //! `GET /metrics` answers [`Metrics::render`].
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::web::Data;
 use actix_web::HttpResponse;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
@@ -108,30 +103,6 @@ impl Metrics {
     }
 }
 
-/// Middleware (`.wrap(from_fn(record_http))`) counting requests and timing them by route.
-/// Needs `Data<Metrics>` in the app.
-pub async fn record_http(
-    request: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let metrics = request.app_data::<Data<Metrics>>().cloned();
-    let method = method_label(request.method());
-    let route = request
-        .match_pattern()
-        .unwrap_or_else(|| UNMATCHED_ROUTE.to_string());
-    let response = next.call(request).await?;
-    if let Some(metrics) = metrics {
-        metrics.observe(
-            method,
-            &route,
-            response.status().as_u16(),
-            started.elapsed(),
-        );
-    }
-    Ok(response)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,8 +140,8 @@ mod tests {
         let metrics = Metrics::new().expect("metrics");
         let app = init_service(
             App::new()
-                .app_data(Data::new(metrics.clone()))
-                .wrap(from_fn(record_http))
+                .app_data(actix_web::web::Data::new(metrics.clone()))
+                .wrap(from_fn(crate::surface::observe))
                 .route("/api/things/{id}", web::get().to(HttpResponse::Ok))
                 .default_service(web::to(HttpResponse::NotFound)),
         )
