@@ -5,15 +5,13 @@
 //! `hash-password` command and its log output are the ones an operator gets), against a real
 //! broker; its stdout and stderr are captured whole to look for the passwords afterwards.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::{record, V1};
 use anyhow::Context;
-use common::{record, V1};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use testkit::tls::{TestPki, Validity};

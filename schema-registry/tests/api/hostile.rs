@@ -1,11 +1,9 @@
 //! Hostile requests: each is answered quickly, in Confluent's JSON error shape, and leaves the
 //! registry serving. Against a real broker, like the other tests.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{record, TestRegistry, V1};
+use crate::common::{record, TestRegistry, V1};
 use serde_json::{json, Value};
 
 /// `levels` records, each using the next one twice (by definition, then by name); the last

@@ -1,9 +1,7 @@
 //! schema_registry_converter (a client not written here) against this registry.
 
-mod common;
-
+use crate::common::TestRegistry;
 use apache_avro::types::Value;
-use common::TestRegistry;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::{
     get_all_subjects, get_all_versions, post_schema, SrSettings,

@@ -1,8 +1,6 @@
 //! HTTP conformance: every endpoint and error code, against a real broker.
 
-mod common;
-
-use common::{record, TestRegistry, V1};
+use crate::common::{record, TestRegistry, V1};
 use serde_json::json;
 
 const F_ID: &str = r#"{"name":"id","type":"string"}"#;

@@ -3,9 +3,7 @@
 //! The README's test command prepares `.tools/venv` with the client; `STACK_PYTHON` names
 //! another interpreter. Without one the test fails with instructions, it never skips.
 
-mod common;
-
-use common::TestRegistry;
+use crate::common::TestRegistry;
 
 #[tokio::test]
 async fn confluents_python_client_cannot_tell_the_difference() -> anyhow::Result<()> {

@@ -1,8 +1,6 @@
 //! The topic is the registry's only storage: a new instance, or a restarted broker, loses nothing.
 
-mod common;
-
-use common::{record, TestRegistry};
+use crate::common::{record, TestRegistry};
 use serde_json::json;
 
 const F_ID: &str = r#"{"name":"id","type":"string"}"#;
