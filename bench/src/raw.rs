@@ -17,8 +17,6 @@ use order_events::{
     Currency, CustomerId, ItemId, Money, Order, OrderEvent, OrderId, OrderItem, OrderStatus,
     Quantity,
 };
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -105,23 +103,16 @@ pub fn records(
     Ok(out)
 }
 
-/// Creates `topic` with `partitions` (replication 1: the embedded broker is one node).
+/// Creates `topic` with `partitions` as the services create theirs (`service_kit::kafka`).
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .context("creating an admin client")?;
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    for result in admin
-        .create_topics([&new_topic], &AdminOptions::new())
-        .await
-        .with_context(|| format!("creating topic {topic}"))?
-    {
-        match result {
-            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => bail!("creating topic {name}: {code}"),
-        }
-    }
+    let spec = service_kit::kafka::TopicSpec {
+        name: topic,
+        partitions,
+        config: &[],
+        exact_partitions: false,
+    };
+    let settings = service_kit::kafka::KafkaSettings::plain(bootstrap);
+    service_kit::kafka::ensure_topic(&settings, &spec, Duration::from_secs(30)).await?;
     Ok(())
 }
 

@@ -36,7 +36,7 @@ use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 /// librdkafka properties whose values are secrets: never logged, never in error messages.
-pub const SECRET_PROPERTIES: &[&str] = &[
+const SECRET_PROPERTIES: &[&str] = &[
     "sasl.password",
     "ssl.key.password",
     "ssl.keystore.password",
@@ -201,7 +201,7 @@ fn is_secret(key: &str) -> bool {
 }
 
 /// A secret file's content without its trailing newline; an empty file is an error.
-pub fn read_secret_file(path: &Path) -> anyhow::Result<String> {
+fn read_secret_file(path: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path).context("cannot read the file")?;
     let value = text.trim_end_matches(['\r', '\n']).to_string();
     anyhow::ensure!(!value.is_empty(), "the file is empty");
@@ -210,16 +210,16 @@ pub fn read_secret_file(path: &Path) -> anyhow::Result<String> {
 
 /// A value that must never be printed.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+struct Secret(String);
 
 impl Secret {
     /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Secret {
+    fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }
 
     /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
+    fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -277,20 +277,6 @@ impl KafkaSettings {
         KafkaSettings {
             bootstrap_servers: bootstrap_servers.into(),
             properties: Vec::new(),
-        }
-    }
-
-    /// Settings with extra properties given as pairs (tests and tools).
-    pub fn with_properties(
-        bootstrap_servers: impl Into<String>,
-        properties: &[(String, String)],
-    ) -> KafkaSettings {
-        KafkaSettings {
-            bootstrap_servers: bootstrap_servers.into(),
-            properties: properties
-                .iter()
-                .map(|(k, v)| Property::new(k.clone(), v.clone(), format!("property {k}")))
-                .collect(),
         }
     }
 
@@ -770,12 +756,12 @@ pub fn topic_partitions<C: ClientContext>(
 }
 
 /// What [`end_offsets`] found: the assignment and each partition's high watermark.
-pub type Ends = (TopicPartitionList, HashMap<i32, i64>);
+type Ends = (TopicPartitionList, HashMap<i32, i64>);
 
 /// The end of every non-empty partition of `topic` as of now (blocking): the assignment that
 /// reads them from the beginning, and each partition's high watermark. `None` when the topic
 /// does not exist.
-pub fn end_offsets<C: ConsumerContext, K: Consumer<C>>(
+fn end_offsets<C: ConsumerContext, K: Consumer<C>>(
     consumer: &K,
     topic: &str,
     timeout: Duration,
