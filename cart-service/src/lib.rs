@@ -84,18 +84,11 @@ impl Application {
         let codec = OrderEventCodec::new(&registry, settings.kafka_topic.clone())?;
         let pinger: BaseConsumer<KafkaContext> =
             kafka.client("the broker health client").create()?;
-        let http = registry
-            .http_client_builder()?
-            .timeout(Duration::from_secs(2))
-            .build()
-            .context("creating the HTTP client")?;
         let state = Data::new(AppState {
             orders: orders::Orders::default(),
             publisher,
             codec,
             currencies,
-            registry,
-            http,
             pinger,
             metrics,
             loading: Mutex::new(Some("starting".to_string())),

@@ -38,6 +38,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::time::Duration;
 
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
@@ -156,6 +157,20 @@ impl OrderEventCodec {
             .await
             .map(|_| ())
             .map_err(|source| self.registry_error(source))
+    }
+
+    /// For a service's `/ready`: [`check_access`](Self::check_access) bounded by `limit`, and
+    /// why it fails, in words for an operator (no credentials in them).
+    pub async fn readiness(&self, limit: Duration) -> Result<(), String> {
+        match tokio::time::timeout(limit, self.check_access()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if e.is_fatal() => Err(format!("Schema Registry refuses us: {e}")),
+            Ok(Err(e)) => Err(format!("Schema Registry unreachable: {e}")),
+            Err(_) => Err(format!(
+                "Schema Registry unreachable: no answer within {} ms",
+                limit.as_millis()
+            )),
+        }
     }
 
     fn registry_error(&self, source: SRCError) -> ContractError {

@@ -130,11 +130,7 @@ impl Application {
             topic: settings.kafka_topic.clone(),
             scanner,
             probe,
-            http: registry
-                .http_client_builder()?
-                .build()
-                .context("creating the HTTP client")?,
-            registry,
+            codec: Arc::clone(&codec),
         });
 
         let listener = service_kit::bind(&settings.api_host, settings.api_port)?;

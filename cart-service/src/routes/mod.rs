@@ -10,7 +10,7 @@ pub(crate) mod orders;
 use std::sync::Mutex;
 
 use actix_web::web;
-use order_events::{Currency, OrderEventCodec, RegistryConfig};
+use order_events::{Currency, OrderEventCodec};
 use rdkafka::consumer::BaseConsumer;
 use service_kit::kafka::KafkaContext;
 use service_kit::metrics::Metrics;
@@ -24,9 +24,6 @@ pub(crate) struct AppState {
     pub(crate) publisher: Publisher,
     pub(crate) codec: OrderEventCodec,
     pub(crate) currencies: Vec<Currency>,
-    /// The registry as configured (URL without credentials, basic auth, CA), for `/ready`.
-    pub(crate) registry: RegistryConfig,
-    pub(crate) http: reqwest::Client,
     pub(crate) pinger: BaseConsumer<KafkaContext>,
     pub(crate) metrics: Metrics,
     /// `None` once loaded; otherwise what start-up is doing or why it is stuck.

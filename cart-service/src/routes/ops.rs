@@ -39,15 +39,7 @@ pub(crate) async fn ready(state: Data<AppState>) -> HttpResponse {
     } else {
         Check::failing("kafka", "Kafka broker unreachable: no metadata within 1 s")
     };
-    let url = format!(
-        "{}/subjects",
-        state.registry.display_url().trim_end_matches('/')
-    );
-    let registry = match state.registry.authorize(state.http.get(url)).send().await {
-        Ok(r) if r.status().is_success() => Ok(()),
-        Ok(r) => Err(format!("Schema Registry answered {}", r.status())),
-        Err(e) => Err(format!("Schema Registry unreachable: {e}")),
-    };
+    let registry = state.codec.readiness(Duration::from_secs(2)).await;
     surface::readiness(vec![
         loaded,
         kafka,

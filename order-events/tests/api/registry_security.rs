@@ -162,6 +162,10 @@ async fn over_https_a_read_write_user_registers_encodes_and_decodes() {
     assert_eq!(codec.decode(Some(&bytes)).await.unwrap(), event);
 
     // A service's own probe of the registry reaches it the same way.
+    codec
+        .readiness(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
     let config = alice.resolve().unwrap();
     let client = config.http_client_builder().unwrap().build().unwrap();
     let subjects = format!("{}/subjects", config.url);

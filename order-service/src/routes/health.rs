@@ -74,24 +74,7 @@ async fn kafka_check(state: &AppState) -> Result<(), String> {
 }
 
 async fn registry_check(state: &AppState) -> Result<(), String> {
-    let url = format!(
-        "{}/subjects",
-        state.registry.display_url().trim_end_matches('/')
-    );
-    match state
-        .registry
-        .authorize(state.http.get(&url))
-        .timeout(CHECK_TIMEOUT)
-        .send()
-        .await
-    {
-        Ok(response) if response.status().is_success() => Ok(()),
-        Ok(response) => Err(format!(
-            "the schema registry answered {}",
-            response.status()
-        )),
-        Err(e) => Err(format!("the schema registry is unreachable: {e}")),
-    }
+    state.codec.readiness(CHECK_TIMEOUT).await
 }
 
 /// Prometheus metrics: records applied, dead-lettered by kind, lag per partition, batch

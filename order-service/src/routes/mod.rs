@@ -36,9 +36,8 @@ pub struct AppState {
     pub scanner: Scanner,
     /// A client for `/ready`'s broker check (no network until used).
     pub probe: Arc<BaseConsumer<KafkaContext>>,
-    /// The registry as configured (URL without credentials, basic auth, CA), for `/ready`.
-    pub registry: order_events::RegistryConfig,
-    pub http: reqwest::Client,
+    /// The codec, whose registry client `/ready` probes.
+    pub codec: std::sync::Arc<order_events::OrderEventCodec>,
 }
 
 /// Registers every route.
