@@ -14,7 +14,6 @@ pub mod http;
 pub mod load;
 pub mod phases;
 pub mod plot;
-pub mod procs;
 pub mod procstat;
 pub mod raw;
 pub mod report;

@@ -97,3 +97,6 @@ pub const FETCH_WAIT_MAX_MS: u32 = 10;
 
 /// How long a process may take from spawn to `/ready` 200.
 pub const READY_LIMIT: Duration = Duration::from_secs(900);
+
+/// How often `/ready` is polled: start-up is measured, so finer than the tests' default.
+pub const READY_POLL: Duration = Duration::from_millis(5);

@@ -15,6 +15,7 @@ use anyhow::{bail, Context};
 
 pub mod embedded;
 pub mod probe;
+pub mod process;
 pub mod tls;
 pub mod wait;
 

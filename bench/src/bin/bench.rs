@@ -18,15 +18,13 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use bench::phases::{self, Bench};
 use bench::report::{self, Results, RunInfo};
 use bench::settings::Settings;
-use bench::{procs, procstat, say};
+use bench::{procstat, say};
 use clap::Parser;
-
-/// The binaries the benchmark starts (the broker is the embedded one).
-const SERVICES: [&str; 3] = ["schema-registry", "cart-service", "order-service"];
+use testkit::process::{self, SERVICES};
 
 fn main() -> ExitCode {
     let settings = Settings::parse();
@@ -56,20 +54,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let begun = Instant::now();
     if !settings.skip_build {
         say("building the services (cargo build --release)");
-        procs::build_release(&SERVICES)?;
+        process::build_release(&SERVICES)?;
     }
     let bin_dir = settings
         .bin_dir
         .clone()
         .unwrap_or_else(|| root.join("target").join("release"));
-    for name in SERVICES {
-        if !bin_dir.join(name).is_file() {
-            bail!(
-                "{} is missing; build it first",
-                bin_dir.join(name).display()
-            );
-        }
-    }
+    process::require_binaries(&bin_dir, &SERVICES)?;
     let distribution = testkit::embedded::Distribution::named(&settings.broker)?;
     let broker_bin = distribution.ensure_installed()?;
     let results_dir = settings

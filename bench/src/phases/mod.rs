@@ -4,6 +4,11 @@
 //! processes for a reason written beside it (what it must share the two cores with, what it
 //! starts from), and fills its own part of [`Results`]. A phase that fails stops the run, but
 //! what the earlier ones measured is already in `Results` for the report.
+//!
+//! The processes are started with `testkit::process` rather than by the launcher (`stack up`):
+//! the benchmark needs a pid per service (to read its CPU and RSS from `/proc`), a fresh broker
+//! in a temporary directory, free ports, exact start-up times (spawn → `/ready` 200), and each
+//! process's log in a file of the run, never a pipe that could fill.
 
 mod ceilings;
 mod closed_loop;
@@ -17,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use testkit::embedded::Distribution;
+use testkit::process::{Output, Process};
 
-use crate::procs::Proc;
 use crate::procstat::Sampler;
 use crate::report::{PhaseUsage, Results};
 use crate::settings::{Settings, FETCH_WAIT_MAX_MS};
@@ -41,10 +46,10 @@ pub struct Bench<'a> {
 
 /// The stack's processes and where they listen.
 struct Stack {
-    broker: Proc,
-    registry: Proc,
-    cart: Proc,
-    order: Proc,
+    broker: Process,
+    registry: Process,
+    cart: Process,
+    order: Process,
     bootstrap: String,
     registry_url: String,
     cart_port: u16,
@@ -113,6 +118,11 @@ where
 impl Bench<'_> {
     fn bin(&self, name: &str) -> PathBuf {
         self.bin_dir.join(name)
+    }
+
+    /// Starts `command` as `name`, its output in the run's log directory.
+    fn spawn(&self, name: &str, command: Command) -> anyhow::Result<Process> {
+        Process::spawn(name, command, Output::LogFile(self.logs.clone()))
     }
 
     /// CartService on `port`, writing `topic`.

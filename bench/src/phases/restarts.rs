@@ -6,17 +6,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use testkit::process::Process;
+
+use super::startup::wait_ready;
 use super::{perf, sampled, Bench, Stack, CATCHUP_TOPIC};
 use crate::http::Connection;
-use crate::procs::{self, Proc};
 use crate::procstat;
 use crate::report::{CartLoaded, Catchup, Results, Scan};
 use crate::say;
-use crate::settings::READY_LIMIT;
 
 /// The OrderService that caught up, kept running for the scan.
 pub(super) struct CatchupService {
-    process: Proc,
+    process: Process,
     port: u16,
 }
 
@@ -42,11 +43,11 @@ pub(super) async fn order_service_catchup(
         CATCHUP_TOPIC,
         &b.work.join("order-catchup"),
     );
-    let mut catchup = Proc::spawn("order-service-catchup", command, &b.logs)?;
+    let mut catchup = b.spawn("order-service-catchup", command)?;
     let pid = catchup.pid();
     let procs = [("broker", stack.broker.pid()), ("order-service", pid)];
     let (ready_at, total, applied, profile) = sampled("OrderService catch-up", &procs, r, async {
-        let ready_at = catchup.wait_ready(port, READY_LIMIT).await?;
+        let ready_at = wait_ready(&mut catchup, port)?;
         // perf attaches only once the process and its threads exist.
         let profile = b
             .settings
@@ -55,7 +56,7 @@ pub(super) async fn order_service_catchup(
         let mut metrics = Connection::new(format!("127.0.0.1:{port}"), Duration::from_secs(10));
         loop {
             let applied = match metrics.get("/metrics").await {
-                Ok(response) if response.status == 200 => procs::prometheus_value(
+                Ok(response) if response.status == 200 => prometheus_value(
                     &String::from_utf8_lossy(&response.body),
                     "order_events_applied_total",
                 )
@@ -63,9 +64,9 @@ pub(super) async fn order_service_catchup(
                 _ => 0,
             };
             if applied >= orders {
-                return Ok((ready_at, catchup.started.elapsed(), applied, profile));
+                return Ok((ready_at, catchup.started().elapsed(), applied, profile));
             }
-            if catchup.started.elapsed() > Duration::from_secs(3600) {
+            if catchup.started().elapsed() > Duration::from_secs(3600) {
                 bail!("OrderService applied only {applied} of {orders} in an hour");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -152,10 +153,10 @@ pub(super) async fn cart_service_startup_loaded(
     say("CartService start-up with the catch-up topic");
     let port = testkit::free_port()?;
     let command = b.cart_command(stack.addrs(), port, CATCHUP_TOPIC);
-    let mut loaded = Proc::spawn("cart-service-loaded", command, &b.logs)?;
+    let mut loaded = b.spawn("cart-service-loaded", command)?;
     let pid = loaded.pid();
     let procs = [("broker", stack.broker.pid()), ("cart-service", pid)];
-    let ready = loaded.wait_ready(port, READY_LIMIT);
+    let ready = async { wait_ready(&mut loaded, port) };
     let t = sampled("CartService start-up (N orders)", &procs, r, ready).await?;
     r.cart_loaded = Some(CartLoaded {
         ready: t,
@@ -168,4 +169,44 @@ pub(super) async fn cart_service_startup_loaded(
     say(format!("  ready after {:.1} s", t.as_secs_f64()));
     loaded.stop();
     Ok(())
+}
+
+/// Reads a counter or gauge from a Prometheus text exposition (sum over its label sets).
+fn prometheus_value(text: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        if let Some(value) = rest
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+        {
+            *found.get_or_insert(0.0) += value;
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prometheus_value;
+
+    #[test]
+    fn reads_counters_with_and_without_labels() {
+        let text = "# HELP x\norder_events_applied_total 42\nlag{partition=\"0\"} 3\nlag{partition=\"1\"} 4\nlagx 9\n";
+        assert_eq!(
+            prometheus_value(text, "order_events_applied_total"),
+            Some(42.0)
+        );
+        assert_eq!(prometheus_value(text, "lag"), Some(7.0));
+        assert_eq!(prometheus_value(text, "missing"), None);
+    }
 }

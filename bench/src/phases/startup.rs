@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use testkit::process::Process;
+
 use super::{sampled, Bench, Stack};
-use crate::procs::Proc;
 use crate::report::Results;
 use crate::say;
-use crate::settings::READY_LIMIT;
+use crate::settings::{READY_LIMIT, READY_POLL};
 
 /// Starts the broker, the registry, CartService and OrderService on free ports, timing each
 /// from spawn to ready (the broker: listening) into `r.startup`.
@@ -26,8 +27,10 @@ pub(super) async fn start_stack(b: &Bench<'_>, r: &mut Results) -> anyhow::Resul
     let distribution = b.distribution;
     let broker_dir = b.work.join("broker");
     let broker_cmd = distribution.command(&b.broker_bin, broker_port, &broker_dir);
-    let mut broker = Proc::spawn("broker", broker_cmd, &b.logs)?;
-    let t = broker.wait_listening(broker_port, READY_LIMIT).await?;
+    let mut broker = b.spawn("broker", broker_cmd)?;
+    let t = tokio::task::block_in_place(|| {
+        broker.wait_listening(broker_port, READY_LIMIT, READY_POLL)
+    })?;
     r.startup
         .push((format!("{} broker (listening)", distribution.name), t));
     if !b.settings.stock_tansu {
@@ -42,15 +45,15 @@ pub(super) async fn start_stack(b: &Bench<'_>, r: &mut Results) -> anyhow::Resul
     registry_cmd
         .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
         .env("API_PORT", registry_port.to_string());
-    let mut registry = Proc::spawn("schema-registry", registry_cmd, &b.logs)?;
-    let t = registry.wait_ready(registry_port, READY_LIMIT).await?;
+    let mut registry = b.spawn("schema-registry", registry_cmd)?;
+    let t = wait_ready(&mut registry, registry_port)?;
     r.startup
         .push(("schema-registry (empty `_schemas`)".into(), t));
 
     let addrs = (bootstrap.as_str(), registry_url.as_str());
     let cart_cmd = b.cart_command(addrs, cart_port, "order-events");
-    let mut cart = Proc::spawn("cart-service", cart_cmd, &b.logs)?;
-    let t = cart.wait_ready(cart_port, READY_LIMIT).await?;
+    let mut cart = b.spawn("cart-service", cart_cmd)?;
+    let t = wait_ready(&mut cart, cart_port)?;
     r.startup.push(("cart-service (empty topic)".into(), t));
 
     let order_cmd = b.order_command(
@@ -59,8 +62,8 @@ pub(super) async fn start_stack(b: &Bench<'_>, r: &mut Results) -> anyhow::Resul
         "order-events",
         &b.work.join("order-main"),
     );
-    let mut order = Proc::spawn("order-service", order_cmd, &b.logs)?;
-    let t = order.wait_ready(order_port, READY_LIMIT).await?;
+    let mut order = b.spawn("order-service", order_cmd)?;
+    let t = wait_ready(&mut order, order_port)?;
     r.startup.push(("order-service (empty view)".into(), t));
 
     Ok(Stack {
@@ -73,6 +76,11 @@ pub(super) async fn start_stack(b: &Bench<'_>, r: &mut Results) -> anyhow::Resul
         cart_port,
         order_port,
     })
+}
+
+/// Spawn → `/ready` 200 of `process` (a blocking wait, off the runtime's workers).
+pub(super) fn wait_ready(process: &mut Process, port: u16) -> anyhow::Result<Duration> {
+    tokio::task::block_in_place(|| process.wait_ready(port, READY_LIMIT, READY_POLL))
 }
 
 /// 5 s with nothing to do, every process sampled.
