@@ -196,6 +196,23 @@ impl Process {
         Ok(self.started.elapsed())
     }
 
+    /// Waits until it printed a line containing `needle` ([`Output::Captured`]).
+    pub fn wait_for_line(
+        &mut self,
+        needle: &str,
+        limit: Duration,
+        poll: Duration,
+    ) -> anyhow::Result<Duration> {
+        let lines = Arc::clone(&self.lines);
+        self.wait_until(&format!("saying {needle:?}"), limit, poll, || {
+            lines
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .any(|line| line.contains(needle))
+        })
+    }
+
     /// Waits until `GET /ready` on `port` answers 200.
     pub fn wait_ready(
         &mut self,
@@ -421,23 +438,10 @@ mod tests {
         )
         .expect("spawns")
         .with_stop_grace(Duration::from_millis(300));
-        let lines = Arc::clone(&p.lines);
-        p.wait_until(
-            "the trap",
-            Duration::from_secs(10),
-            Duration::from_millis(5),
-            || !output_is_empty(&lines),
-        )
-        .expect("the trap is set");
+        p.wait_for_line("trapped", Duration::from_secs(10), Duration::from_millis(5))
+            .expect("the trap is set");
         assert!(matches!(p.stop(), Stopped::Killed));
         assert!(p.exited().is_some(), "reaped");
-    }
-
-    fn output_is_empty(lines: &Mutex<Vec<String>>) -> bool {
-        lines
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
     }
 
     #[test]
