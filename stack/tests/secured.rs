@@ -208,9 +208,10 @@ fn wait_ready(service: &mut Service, url: &str, extra: &[&str], deadline: Durati
         String::from_utf8_lossy(&output.stdout).trim() == "200"
     };
     let what = format!("200 at {url}");
-    if let Err(e) = service
-        .process
-        .wait_until(&what, deadline, testkit::wait::POLL_INTERVAL, answers_200)
+    if let Err(e) =
+        service
+            .process
+            .wait_until(&what, deadline, testkit::wait::POLL_INTERVAL, answers_200)
     {
         panic!("{e:#}; its output:\n{}", service.output());
     }
