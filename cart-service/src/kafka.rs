@@ -1,4 +1,4 @@
-//! CartService's Kafka side: the topic, loading state from it, and publishing to it.
+//! CartService's Kafka side: publishing to the topic (reading it is [`crate::follow`]).
 //!
 //! The producer is idempotent with acks=all, so a record that was acknowledged is on every
 //! in-sync replica, and retries neither duplicate nor reorder records of one key. A publish
@@ -13,19 +13,15 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use order_events::OrderEventCodec;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{ClientConfig, Message};
-use service_kit::kafka::{KafkaContext, KafkaSettings, ToEnd};
+use rdkafka::ClientConfig;
+use service_kit::kafka::{KafkaContext, KafkaSettings};
 
 type OrderProducer = FutureProducer<KafkaContext>;
-
-use crate::orders::Orders;
 
 /// Why a publish failed.
 #[derive(Debug, thiserror::Error)]
@@ -109,10 +105,13 @@ impl Publisher {
             .clone()
     }
 
-    /// Sends one record and waits for the broker's acknowledgement (acks=all).
+    /// Sends one record to `partition` and waits for the broker's acknowledgement (acks=all).
+    /// The caller chooses the partition ([`order_events::partition_for`]), never librdkafka's
+    /// partitioner, so where a record lands and how it is routed cannot disagree.
     pub(crate) async fn publish(
         &self,
         key: &str,
+        partition: i32,
         payload: &[u8],
         headers: &[(&str, &str)],
     ) -> Result<(i32, i64), PublishError> {
@@ -125,6 +124,7 @@ impl Publisher {
         }
         let record = FutureRecord::to(&self.topic)
             .key(key)
+            .partition(partition)
             .payload(payload)
             .headers(kafka_headers);
         let started = Instant::now();
@@ -233,41 +233,6 @@ fn classify(error: KafkaError, metrics: &PublishMetrics) -> PublishError {
     };
     metrics.errors.with_label_values(&[kind]).inc();
     error
-}
-
-/// Reads the topic from the beginning to the high watermarks of this moment and loads the
-/// latest event of every order into `orders`. Returns how many records were read.
-pub(crate) async fn load_orders(
-    kafka: &KafkaSettings,
-    topic: &str,
-    codec: &OrderEventCodec,
-    orders: &Orders,
-    fetch_wait_max_ms: u32,
-    timeout: Duration,
-) -> anyhow::Result<u64> {
-    let mut reader = ToEnd::open(
-        kafka,
-        topic,
-        &[("fetch.wait.max.ms", fetch_wait_max_ms.to_string())],
-        timeout,
-    )
-    .await
-    .context("opening the orders topic")?;
-    let mut read = 0_u64;
-    while let Some(message) = reader.next().await? {
-        read += 1;
-        match codec.decode(message.payload()).await {
-            Ok(event) => orders.load(event),
-            Err(e) if e.is_poison() => tracing::warn!(
-                partition = message.partition(),
-                offset = message.offset(),
-                error = %e,
-                "skipping an unreadable record while loading"
-            ),
-            Err(e) => return Err(anyhow::anyhow!(e).context("decoding while loading")),
-        }
-    }
-    Ok(read)
 }
 
 /// Is the broker reachable right now?

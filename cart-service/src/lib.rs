@@ -3,20 +3,24 @@
 //! CartService is the single writer of the orders topic. A create or update is answered only
 //! after the broker acknowledged the record (acks=all, idempotent producer), so a client that
 //! hears "created" can trust the order is in Kafka exactly as answered. Kafka is the system of
-//! record: at start-up the service reads the topic back into [`orders::Orders`] before it
-//! answers ready, so 409/404 and updates are right after any restart.
+//! record: the order index on disk (`store`, under `DATA_DIR`) is a projection of the topic,
+//! kept by `follow` with its offsets, and the service answers ready only once the index has
+//! read the topic up to its end as of start-up, so 409/404 and updates are right after any
+//! restart; a restart reads only what was written after the index's checkpoint.
 //!
 //! The crate exposes [`Settings`], [`Application`] (what `main` runs) and [`spawn`]/[`Running`]
 //! (tests and embedding); everything else is private to it.
 //!
 //! Map: `settings`, `request` (bodies → commands: shape, `validator` rules, domain newtypes),
-//! `generate` (what the client left out), `orders` (the index and per-order locks), `kafka`
-//! (topic, loading, publishing), `routes` (HTTP: the shared `AppState`, handlers, `dto` for
+//! `generate` (what the client left out), `orders` (per-order locks and what the index does
+//! not hold yet), `store` (the order index), `follow` (the topic into the index), `kafka`
+//! (publishing), `routes` (HTTP: the shared `AppState`, handlers, `dto` for
 //! the bodies read and answered), `openapi` (the documented API). The operations surface
 //! (`/health`, `/ready`, `/metrics`, `/docs`, request IDs, access log, HTTP metrics, shutdown
 //! grace) is `service_kit::surface`, shared with the other services.
 
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -33,6 +37,7 @@ use tokio::sync::watch;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+mod follow;
 mod generate;
 mod kafka;
 mod openapi;
@@ -40,6 +45,7 @@ mod orders;
 mod request;
 mod routes;
 mod settings;
+mod store;
 
 pub use settings::Settings;
 
@@ -53,6 +59,8 @@ pub struct Application {
     /// Set when start-up met a problem retrying cannot fix (a certificate or credentials the
     /// cluster or registry refused); the service then stops with it.
     fatal: watch::Receiver<Option<String>>,
+    /// Dropped when the service ends: the order index follower stops with it.
+    _alive: watch::Sender<()>,
 }
 
 impl Application {
@@ -81,11 +89,20 @@ impl Application {
             .resolve()
             .context("Schema Registry settings")?
             .with_timeout(timeout);
-        let codec = OrderEventCodec::new(&registry, settings.kafka_topic.clone())?;
+        let codec = Arc::new(OrderEventCodec::new(
+            &registry,
+            settings.kafka_topic.clone(),
+        )?);
+        let store = Arc::new(store::Store::open(&settings.data_dir)?);
+        let progress = Arc::new(follow::Progress::default());
+        let follow_metrics = follow::FollowMetrics::register(metrics.registry())?;
         let pinger: BaseConsumer<KafkaContext> =
             kafka.client("the broker health client").create()?;
         let state = Data::new(AppState {
-            orders: orders::Orders::default(),
+            orders: Arc::new(orders::Orders::new(Arc::clone(&progress))),
+            store,
+            progress,
+            partitions: 0.into(),
             publisher,
             codec,
             currencies,
@@ -94,7 +111,15 @@ impl Application {
             loading: Mutex::new(Some("starting".to_string())),
         });
         let (fatal_tx, fatal) = watch::channel(None);
-        tokio::spawn(start_up(state.clone(), kafka, settings.clone(), fatal_tx));
+        let (alive, alive_rx) = watch::channel(());
+        tokio::spawn(start_up(
+            state.clone(),
+            kafka,
+            settings.clone(),
+            follow_metrics,
+            alive_rx,
+            fatal_tx,
+        ));
 
         let listener = service_kit::bind(&settings.api_host, settings.api_port)?;
         let port = listener
@@ -127,6 +152,7 @@ impl Application {
             server,
             state,
             fatal,
+            _alive: alive,
         })
     }
 
@@ -143,6 +169,7 @@ impl Application {
             mut server,
             state,
             mut fatal,
+            _alive,
             ..
         } = self;
         let handle = server.handle();
@@ -188,12 +215,15 @@ fn is_fatal_registry_error(error: &anyhow::Error) -> bool {
     })
 }
 
-/// Creates the topic, registers the schema and loads every order, retrying until it works or
-/// meets a problem that retrying cannot fix (then `fatal` says which).
+/// Creates the topic, registers the schema and brings the order index up to the topic's end,
+/// retrying until it works or meets a problem that retrying cannot fix (then `fatal` says
+/// which).
 async fn start_up(
     state: Data<AppState>,
     kafka: KafkaSettings,
     settings: Settings,
+    metrics: follow::FollowMetrics,
+    alive: watch::Receiver<()>,
     fatal: watch::Sender<Option<String>>,
 ) {
     let mut backoff = Duration::from_millis(200);
@@ -207,33 +237,49 @@ async fn start_up(
                 config: &[],
                 exact_partitions: false,
             };
-            service_kit::kafka::ensure_topic(&kafka, &topic, timeout)
+            let partitions = service_kit::kafka::ensure_topic(&kafka, &topic, timeout)
                 .await
                 .context("Kafka broker unreachable")?;
+            state.partitions.store(partitions, Ordering::Release);
             state.set_loading(Some("registering the schema".into()));
             let id = state
                 .codec
                 .register()
                 .await
                 .context("Schema Registry unreachable or refused the schema")?;
-            state.set_loading(Some("loading orders from Kafka".into()));
             let started = std::time::Instant::now();
-            let read = kafka::load_orders(
-                &kafka,
-                &settings.kafka_topic,
-                &state.codec,
-                &state.orders,
-                settings.kafka_fetch_wait_max_ms,
-                timeout,
-            )
-            .await
-            .context("loading orders from Kafka")?;
+            let follower = follow::Follower {
+                kafka: kafka.clone(),
+                topic: settings.kafka_topic.clone(),
+                partitions,
+                fetch_wait_max_ms: settings.kafka_fetch_wait_max_ms,
+                store: Arc::clone(&state.store),
+                codec: Arc::clone(&state.codec),
+                progress: Arc::clone(&state.progress),
+                orders: Arc::clone(&state.orders),
+                metrics: metrics.clone(),
+                alive: alive.clone(),
+            };
+            let (targets, behind) = follower
+                .start(timeout)
+                .await
+                .context("starting to read the topic into the order index")?;
+            state.set_loading(Some(format!(
+                "reading the topic into the order index ({behind} records after the checkpoint)"
+            )));
+            state.progress.wait_for(&targets).await;
+            let store = Arc::clone(&state.store);
+            let indexed = tokio::task::spawn_blocking(move || store.len())
+                .await
+                .context("the index task failed")??;
+            metrics.set_indexed(indexed);
             tracing::info!(
                 schema_id = id,
-                records = read,
-                orders = state.orders.len(),
+                partitions,
+                records_after_checkpoint = behind,
+                orders = indexed,
                 elapsed_ms = started.elapsed().as_millis() as u64,
-                "state loaded; ready"
+                "order index caught up; ready"
             );
             anyhow::Ok(())
         };

@@ -1,5 +1,6 @@
 //! CartService's settings: environment variables, with flags of the same name.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything CartService reads at start-up.
@@ -30,8 +31,14 @@ pub struct Settings {
     /// Producer `linger.ms`: a little batching under load, at most this much added latency.
     #[arg(long, env = "KAFKA_LINGER_MS", default_value_t = 1)]
     pub kafka_linger_ms: u32,
-    /// `fetch.wait.max.ms` while loading state (Tansu waits out the full time, so keep it low).
-    #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = 10)]
+    /// Where the order index lives (SQLite; one instance per directory). A restart reads only
+    /// the records after the index's checkpoint.
+    #[arg(long, env = "DATA_DIR", default_value = "./data/cart-service")]
+    pub data_dir: PathBuf,
+    /// `fetch.wait.max.ms` of the consumer that reads the topic into the order index. A waiting
+    /// fetch costs the broker CPU while idle, and nothing waits on this consumer once ready:
+    /// a fetch with data is answered at once by Nisshi and Kafka (Tansu holds it this long).
+    #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = 100)]
     pub kafka_fetch_wait_max_ms: u32,
     /// ISO 4217 codes a generated order picks its currency from.
     #[arg(
@@ -47,7 +54,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Settings for a broker and registry under test, on a free port.
+    /// Settings for a broker and registry under test, on a free port, with a fresh data
+    /// directory under the system's temporary directory (set `data_dir` to restart on one).
     pub fn for_tests(bootstrap: &str, registry_url: &str) -> Settings {
         Settings {
             kafka: service_kit::kafka::KafkaArgs::new(bootstrap),
@@ -58,6 +66,8 @@ impl Settings {
             api_port: 0,
             publish_timeout_ms: 5_000,
             kafka_linger_ms: 1,
+            data_dir: std::env::temp_dir()
+                .join(format!("cart-service-test-{}", uuid::Uuid::new_v4())),
             kafka_fetch_wait_max_ms: 10,
             order_currencies: vec!["USD".into(), "EUR".into(), "GBP".into()],
             max_body_bytes: 64 * 1024,

@@ -15,6 +15,8 @@
 //!   [`OrderEvent`];
 //! * [`avro`] — the explicit mapping between those types and Avro values;
 //! * [`wire`] — the Confluent framing, as pure functions;
+//! * [`partition`] — the partition of an order ID ([`partition_for`], the Java client's
+//!   murmur2 partitioner), which CartService routes and produces by;
 //! * [`reader`] — reading data written with any compatible (older or newer) writer schema;
 //! * [`registry`] — [`RegistryConfig`] and [`RegistryArgs`]: the registry's URL, trusted CA
 //!   and credentials, as Confluent names them;
@@ -50,6 +52,7 @@ pub mod avro;
 pub mod codec;
 pub mod domain;
 pub mod error;
+pub mod partition;
 pub mod reader;
 pub mod registry;
 pub mod schema;
@@ -61,6 +64,7 @@ pub use domain::{
     OrderStatus, Quantity, Transition, MAX_ID_LEN,
 };
 pub use error::{ContractError, DecodeError, DomainError, FieldError, RegistryFailure, Violation};
+pub use partition::partition_for;
 pub use reader::EventReader;
 pub use registry::{BasicAuth, CaCertificates, RegistryArgs, RegistryConfig};
 pub use schema::{

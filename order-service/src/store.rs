@@ -2,31 +2,18 @@
 //! consumed offsets and the counters, all changed in one transaction per batch.
 //!
 //! Why SQLite and why one transaction: the view must survive a `kill -9` without applying a
-//! record twice or skipping one. Kafka offsets committed to the broker could not be made atomic
-//! with the view's changes; offsets stored *in the same transaction* as the changes they caused
-//! can. On start the consumer seeks to the offsets stored here, so whatever the last committed
-//! transaction contains is exactly what has been applied.
-//!
-//! Applying is idempotent by `(orderId, version)`: the upsert only replaces a row when the
-//! incoming version is greater, so a replayed or reordered older version never overwrites a
-//! newer one, and replaying the same version twice changes nothing.
-//!
-//! Journal: WAL, so readers (HTTP queries) never block the writer (the apply loop) and vice
-//! versa. `synchronous=NORMAL`: in WAL mode a commit is durable against a process crash (the
-//! WAL is in the OS page cache), and only an OS crash or power loss may lose the last
-//! transactions. That loss is harmless here because the offsets roll back *with* the changes:
-//! the records are simply consumed again from Kafka, the system of record. `FULL` would add an
-//! fsync per batch for no gain in correctness.
+//! record twice or skipping one, so the offsets are stored in the same transaction as the
+//! changes they caused (`service_kit::sqlite`, shared with CartService's order index, says how
+//! and why: WAL, `synchronous=NORMAL`, the data directory locked to one process).
 
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::path::Path;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use order_events::{EventType, Money, Order, OrderEvent, OrderStatus};
 use rusqlite::types::Value;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
+use service_kit::sqlite::{store_offsets, Database};
 
 use crate::domain::shipping_cost;
 
@@ -37,9 +24,6 @@ pub const DB_FILE: &str = "orders.db";
 pub const APPLIED_TOTAL: &str = "applied_total";
 /// Name of the persisted counter of dead-lettered records.
 pub const DEAD_LETTERED_TOTAL: &str = "dead_lettered_total";
-
-/// How many idle read connections are kept.
-const READ_POOL: usize = 8;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS orders (
@@ -56,12 +40,6 @@ CREATE TABLE IF NOT EXISTS orders (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status, order_id);
 CREATE INDEX IF NOT EXISTS orders_by_customer ON orders (customer_id, order_id);
-CREATE TABLE IF NOT EXISTS offsets (
-    topic       TEXT NOT NULL,
-    partition   INTEGER NOT NULL,
-    next_offset INTEGER NOT NULL,
-    PRIMARY KEY (topic, partition)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY NOT NULL,
     value INTEGER NOT NULL
@@ -119,86 +97,47 @@ pub struct ListQuery {
     pub limit: u32,
 }
 
-/// The SQLite view: one writer connection (the apply loop) and a small pool of readers.
+/// The SQLite view: one writer (the apply loop) and pooled readers (`service_kit::sqlite`).
+#[derive(Debug)]
 pub struct Store {
-    path: PathBuf,
-    writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
-}
-
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
-    }
+    db: Database,
 }
 
 impl Store {
-    /// Opens (creating if needed) `data_dir/orders.db` in WAL mode with the view's tables.
+    /// Opens (creating if needed) `data_dir/orders.db` with the view's tables.
     pub fn open(data_dir: &Path) -> anyhow::Result<Store> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-        let path = data_dir.join(DB_FILE);
-        let writer = Connection::open(&path)
-            .with_context(|| format!("opening the view database {}", path.display()))?;
-        configure(&writer).context("configuring the view database")?;
-        let mode: String = writer
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .context("switching the view database to WAL")?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            anyhow::bail!("the view database refused WAL mode (journal_mode is {mode})");
-        }
-        // Checkpoints run inside the writer's commits; one every 10,000 pages (~40 MB of WAL)
-        // instead of SQLite's 1,000 writes each hot page (indexes, inner B-tree pages) once
-        // per interval instead of ten times. It was an eighth of the catch-up's CPU time.
-        writer
-            .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;")
-            .context("setting synchronous = NORMAL and the checkpoint interval")?;
-        writer
-            .execute_batch(SCHEMA)
-            .context("creating the view's tables")?;
-        Ok(Store {
-            path,
-            writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
-        })
+        let db = Database::open(data_dir, DB_FILE, SCHEMA).context("opening the view database")?;
+        Ok(Store { db })
     }
 
     /// The stored next offsets of `topic`, by partition.
     pub fn offsets(&self, topic: &str) -> anyhow::Result<Vec<(i32, i64)>> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT partition, next_offset FROM offsets WHERE topic = ?1 ORDER BY partition",
-            )?;
-            let rows = stmt.query_map([topic], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            rows.collect()
-        })
-        .context("reading the stored offsets")
+        self.db.offsets(topic)
     }
 
     /// A persisted counter (0 if never written).
     pub fn counter(&self, name: &str) -> anyhow::Result<i64> {
-        self.read(|conn| {
-            conn.query_row(
-                "SELECT value FROM counters WHERE name = ?1",
-                [name],
-                |row| row.get(0),
-            )
-            .optional()
-            .map(Option::unwrap_or_default)
-        })
-        .with_context(|| format!("reading the counter {name}"))
+        self.db
+            .read(|conn| {
+                conn.query_row(
+                    "SELECT value FROM counters WHERE name = ?1",
+                    [name],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map(Option::unwrap_or_default)
+            })
+            .with_context(|| format!("reading the counter {name}"))
     }
 
     /// Applies a batch in one transaction: upserts the events (newer versions only), stores
     /// the offsets and adds to the counters. All or nothing.
     pub fn apply(&self, topic: &str, batch: &Batch) -> anyhow::Result<Applied> {
-        let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let tx = conn
-            .transaction()
-            .context("starting the batch transaction")?;
-        let mut applied = Applied::default();
-        {
-            let mut upsert = tx.prepare_cached(
+        self.db
+            .write(|tx| {
+                let mut applied = Applied::default();
+                {
+                    let mut upsert = tx.prepare_cached(
                 "INSERT INTO orders (order_id, customer_id, status, version, event_type, event_id,
                                      updated_at_ms, total_cents, shipping_cost_cents, order_json)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
@@ -214,69 +153,63 @@ impl Store {
                      order_json = excluded.order_json
                  WHERE excluded.version > orders.version",
             )?;
-            for event in &batch.events {
-                let order = event.order();
-                let json = serde_json::to_string(order).context("serializing an order")?;
-                let changed = upsert
-                    .execute(params![
-                        order.order_id().as_str(),
-                        order.customer_id().as_str(),
-                        order.status().as_str(),
-                        event.version(),
-                        event.event_type().as_str(),
-                        event.event_id().to_string(),
-                        event.occurred_at().timestamp_millis(),
-                        order.total_amount().cents(),
-                        shipping_cost(order.total_amount()).cents(),
-                        json,
-                    ])
-                    .with_context(|| format!("upserting order {}", order.order_id()))?;
-                if changed > 0 {
-                    applied
-                        .changed
-                        .push((order.order_id().as_str().to_owned(), event.version()));
-                } else {
-                    applied.stale += 1;
-                }
-            }
-            let mut offset = tx.prepare_cached(
-                "INSERT INTO offsets (topic, partition, next_offset) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-            )?;
-            for (partition, next) in &batch.offsets {
-                offset
-                    .execute(params![topic, partition, next])
-                    .context("storing an offset")?;
-            }
-            let mut count = tx.prepare_cached(
-                "INSERT INTO counters (name, value) VALUES (?1, ?2)
+                    for event in &batch.events {
+                        let order = event.order();
+                        let json = serde_json::to_string(order).context("serializing an order")?;
+                        let changed = upsert
+                            .execute(params![
+                                order.order_id().as_str(),
+                                order.customer_id().as_str(),
+                                order.status().as_str(),
+                                event.version(),
+                                event.event_type().as_str(),
+                                event.event_id().to_string(),
+                                event.occurred_at().timestamp_millis(),
+                                order.total_amount().cents(),
+                                shipping_cost(order.total_amount()).cents(),
+                                json,
+                            ])
+                            .with_context(|| format!("upserting order {}", order.order_id()))?;
+                        if changed > 0 {
+                            applied
+                                .changed
+                                .push((order.order_id().as_str().to_owned(), event.version()));
+                        } else {
+                            applied.stale += 1;
+                        }
+                    }
+                    store_offsets(tx, topic, &batch.offsets)?;
+                    let mut count = tx.prepare_cached(
+                        "INSERT INTO counters (name, value) VALUES (?1, ?2)
                  ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-            )?;
-            let events = i64::try_from(batch.events.len()).unwrap_or(i64::MAX);
-            count
-                .execute(params![APPLIED_TOTAL, events])
-                .context("counting applied records")?;
-            if batch.dead_lettered > 0 {
-                let dead = i64::try_from(batch.dead_lettered).unwrap_or(i64::MAX);
-                count
-                    .execute(params![DEAD_LETTERED_TOTAL, dead])
-                    .context("counting dead-lettered records")?;
-            }
-            applied.applied_total = tx
-                .query_row(
-                    "SELECT value FROM counters WHERE name = ?1",
-                    [APPLIED_TOTAL],
-                    |row| row.get(0),
-                )
-                .context("reading applied_total")?;
-        }
-        tx.commit().context("committing the batch")?;
-        Ok(applied)
+                    )?;
+                    let events = i64::try_from(batch.events.len()).unwrap_or(i64::MAX);
+                    count
+                        .execute(params![APPLIED_TOTAL, events])
+                        .context("counting applied records")?;
+                    if batch.dead_lettered > 0 {
+                        let dead = i64::try_from(batch.dead_lettered).unwrap_or(i64::MAX);
+                        count
+                            .execute(params![DEAD_LETTERED_TOTAL, dead])
+                            .context("counting dead-lettered records")?;
+                    }
+                    applied.applied_total = tx
+                        .query_row(
+                            "SELECT value FROM counters WHERE name = ?1",
+                            [APPLIED_TOTAL],
+                            |row| row.get(0),
+                        )
+                        .context("reading applied_total")?;
+                }
+                Ok(applied)
+            })
+            .context("applying a batch")
     }
 
     /// The order with this id, if the view has it.
     pub fn get(&self, order_id: &str) -> anyhow::Result<Option<OrderView>> {
         let row = self
+            .db
             .read(|conn| {
                 conn.query_row(
                     &format!("SELECT {COLUMNS} FROM orders WHERE order_id = ?1"),
@@ -291,15 +224,16 @@ impl Store {
 
     /// The version of an order held by the view, if any (cheaper than [`Store::get`]).
     pub fn version(&self, order_id: &str) -> anyhow::Result<Option<i64>> {
-        self.read(|conn| {
-            conn.query_row(
-                "SELECT version FROM orders WHERE order_id = ?1",
-                [order_id],
-                |row| row.get(0),
-            )
-            .optional()
-        })
-        .with_context(|| format!("reading the version of order {order_id}"))
+        self.db
+            .read(|conn| {
+                conn.query_row(
+                    "SELECT version FROM orders WHERE order_id = ?1",
+                    [order_id],
+                    |row| row.get(0),
+                )
+                .optional()
+            })
+            .with_context(|| format!("reading the version of order {order_id}"))
     }
 
     /// Orders by ascending id, filtered, one page at a time.
@@ -330,6 +264,7 @@ impl Store {
             values.len()
         );
         let rows = self
+            .db
             .read(|conn| {
                 let mut stmt = conn.prepare_cached(&sql)?;
                 let rows = stmt.query_map(rusqlite::params_from_iter(values), RawRow::from_row)?;
@@ -358,6 +293,7 @@ impl Store {
     /// Every order of the view (for tests and tools; the view fits in memory).
     pub fn all(&self) -> anyhow::Result<Vec<OrderView>> {
         let rows = self
+            .db
             .read(|conn| {
                 let mut stmt =
                     conn.prepare(&format!("SELECT {COLUMNS} FROM orders ORDER BY order_id"))?;
@@ -367,39 +303,6 @@ impl Store {
             .context("reading every order")?;
         rows.into_iter().map(RawRow::into_view).collect()
     }
-
-    /// Runs `f` on a read connection from the pool (opening one if none is idle).
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
-        let pooled = self
-            .readers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => {
-                let conn = Connection::open_with_flags(
-                    &self.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .with_context(|| format!("opening {} for reading", self.path.display()))?;
-                configure(&conn).context("configuring a read connection")?;
-                conn
-            }
-        };
-        let result = f(&conn);
-        let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
-        if pool.len() < READ_POOL {
-            pool.push(conn);
-        }
-        Ok(result?)
-    }
-}
-
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.set_prepared_statement_cache_capacity(32);
-    Ok(())
 }
 
 const COLUMNS: &str = "order_json, shipping_cost_cents, version, event_type, updated_at_ms";

@@ -29,11 +29,10 @@ use anyhow::Context as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::config::{FromClientConfigAndContext, RDKafkaLogLevel};
-use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{BaseProducer, Producer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 
 /// librdkafka properties whose values are secrets: never logged, never in error messages.
 const SECRET_PROPERTIES: &[&str] = &[
@@ -755,99 +754,30 @@ pub fn topic_partitions<C: ClientContext>(
         .and_then(|t| i32::try_from(t.partitions().len()).ok()))
 }
 
-/// What [`end_offsets`] found: the assignment and each partition's high watermark.
-type Ends = (TopicPartitionList, HashMap<i32, i64>);
-
-/// The end of every non-empty partition of `topic` as of now (blocking): the assignment that
-/// reads them from the beginning, and each partition's high watermark. `None` when the topic
-/// does not exist.
-fn end_offsets<C: ConsumerContext, K: Consumer<C>>(
-    consumer: &K,
+/// Each partition's `(low, high)` watermarks of `topic` as of now, asked by `consumer` on a
+/// blocking thread (librdkafka's call blocks).
+pub async fn watermarks<K>(
+    consumer: std::sync::Arc<K>,
     topic: &str,
+    partitions: i32,
     timeout: Duration,
-) -> Result<Option<Ends>, KafkaError> {
-    let Some(count) = topic_partitions(consumer.client(), topic, timeout)? else {
-        return Ok(None);
-    };
-    let mut assignment = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for partition in 0..count {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
-        if high > low {
-            ends.insert(partition, high);
-            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-        }
-    }
-    Ok(Some((assignment, ends)))
-}
-
-/// Reads a topic from the beginning to the high watermarks of the moment it was opened: the
-/// one "read to the end" of the workspace (CartService's start-up, tools, tests).
-pub struct ToEnd {
-    consumer: StreamConsumer<KafkaContext>,
-    remaining: HashMap<i32, i64>,
-}
-
-impl ToEnd {
-    /// Opens a reader of `topic` (no group membership, nothing committed). `tuning` is extra
-    /// consumer tuning such as `fetch.wait.max.ms`.
-    pub async fn open(
-        settings: &KafkaSettings,
-        topic: &str,
-        tuning: &[(&str, String)],
-        timeout: Duration,
-    ) -> anyhow::Result<ToEnd> {
-        let context = KafkaContext::default();
-        let mut builder = settings
-            .client(&format!("the reader of {topic}"))
-            .tuning("group.id", format!("reader-{}", std::process::id()))
-            .tuning("enable.partition.eof", "false")
-            .require(
-                "enable.auto.commit",
-                "false",
-                "a read to the end never commits offsets",
-            );
-        for (key, value) in tuning {
-            builder = builder.tuning(key, value);
-        }
-        let consumer: StreamConsumer<KafkaContext> =
-            builder.create_with_context(context.clone())?;
-        let (consumer, ends) = tokio::task::spawn_blocking({
-            let topic = topic.to_string();
-            let servers = settings.bootstrap_servers().to_string();
-            move || match end_offsets(&consumer, &topic, timeout) {
-                Ok(Some(found)) => anyhow::Ok((consumer, found)),
-                Ok(None) => anyhow::bail!("topic {topic} does not exist"),
-                Err(e) => Err(context.explain(&servers, e)),
-            }
-        })
-        .await
-        .context("the metadata task failed")??;
-        let (assignment, remaining) = ends;
-        if !remaining.is_empty() {
-            consumer
-                .assign(&assignment)
-                .context("assigning the partitions")?;
-        }
-        Ok(ToEnd {
-            consumer,
-            remaining,
-        })
-    }
-
-    /// The next record, or `None` once every partition's end has been read.
-    pub async fn next(&mut self) -> anyhow::Result<Option<BorrowedMessage<'_>>> {
-        if self.remaining.is_empty() {
-            return Ok(None);
-        }
-        let message = self.consumer.recv().await.context("reading the topic")?;
-        if let Some(end) = self.remaining.get(&message.partition()) {
-            if message.offset() + 1 >= *end {
-                self.remaining.remove(&message.partition());
-            }
-        }
-        Ok(Some(message))
-    }
+) -> anyhow::Result<HashMap<i32, (i64, i64)>>
+where
+    K: Consumer<KafkaContext> + Send + Sync + 'static,
+{
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        (0..partitions)
+            .map(|partition| {
+                consumer
+                    .fetch_watermarks(&topic, partition, timeout)
+                    .map(|ends| (partition, ends))
+                    .with_context(|| format!("reading the watermarks of {topic}/{partition}"))
+            })
+            .collect()
+    })
+    .await
+    .context("the watermarks task failed")?
 }
 
 #[cfg(test)]

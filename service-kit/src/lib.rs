@@ -12,6 +12,7 @@ use anyhow::Context;
 pub mod http_error;
 pub mod kafka;
 pub mod metrics;
+pub mod sqlite;
 pub mod surface;
 pub mod telemetry;
 

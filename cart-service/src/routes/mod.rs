@@ -7,7 +7,8 @@ pub(crate) mod dto;
 pub(crate) mod ops;
 pub(crate) mod orders;
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use actix_web::web;
 use order_events::{Currency, OrderEventCodec};
@@ -15,14 +16,20 @@ use rdkafka::consumer::BaseConsumer;
 use service_kit::kafka::KafkaContext;
 use service_kit::metrics::Metrics;
 
+use crate::follow::Progress;
 use crate::kafka::Publisher;
 use crate::orders::Orders;
+use crate::store::Store;
 
 /// Everything the handlers share.
 pub(crate) struct AppState {
-    pub(crate) orders: Orders,
+    pub(crate) orders: Arc<Orders>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) progress: Arc<Progress>,
+    /// The topic's partition count, known once start-up created or found the topic.
+    pub(crate) partitions: AtomicI32,
     pub(crate) publisher: Publisher,
-    pub(crate) codec: OrderEventCodec,
+    pub(crate) codec: Arc<OrderEventCodec>,
     pub(crate) currencies: Vec<Currency>,
     pub(crate) pinger: BaseConsumer<KafkaContext>,
     pub(crate) metrics: Metrics,
@@ -37,6 +44,11 @@ impl AppState {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The topic's partition count (1 until start-up found it; requests wait for readiness).
+    pub(crate) fn partitions(&self) -> i32 {
+        self.partitions.load(Ordering::Acquire).max(1)
     }
 
     /// What start-up is doing (`Some`) or that it is done (`None`).

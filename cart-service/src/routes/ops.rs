@@ -16,18 +16,20 @@ pub(crate) async fn health() -> HttpResponse {
     surface::health().await
 }
 
-/// Ready: state loaded (`state_loaded`), broker (`kafka`) and registry (`schema_registry`)
-/// reachable.
+/// Ready: state loaded (`state_loaded`), the order index following the topic (`order_index`),
+/// broker (`kafka`) and registry (`schema_registry`) reachable.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
         (status = 200, description = "Ready to take orders", example = json!({"status": "ready", "checks": [
-            {"name": "state_loaded", "state": "ok"}, {"name": "kafka", "state": "ok"}, {"name": "schema_registry", "state": "ok"}]})),
+            {"name": "state_loaded", "state": "ok"}, {"name": "order_index", "state": "ok"}, {"name": "kafka", "state": "ok"}, {"name": "schema_registry", "state": "ok"}]})),
         (status = 503, description = "Not ready: every check, and why the failing ones fail", example = json!({"status": "unavailable", "checks": [
-            {"name": "state_loaded", "state": "failing", "detail": "loading orders from Kafka"},
+            {"name": "state_loaded", "state": "failing", "detail": "reading the topic into the order index (1200 records after the checkpoint)"},
+            {"name": "order_index", "state": "ok"},
             {"name": "kafka", "state": "failing", "detail": "Kafka broker unreachable: no metadata within 1 s"},
             {"name": "schema_registry", "state": "ok"}]}))))]
 pub(crate) async fn ready(state: Data<AppState>) -> HttpResponse {
     let loaded = Check::from_result("state_loaded", state.not_ready().map_or(Ok(()), Err));
+    let index = Check::from_result("order_index", state.progress.problem().map_or(Ok(()), Err));
     let pinger = state.clone();
     let broker_ok = tokio::task::spawn_blocking(move || {
         crate::kafka::ping(&pinger.pinger, Duration::from_secs(1))
@@ -42,6 +44,7 @@ pub(crate) async fn ready(state: Data<AppState>) -> HttpResponse {
     let registry = state.codec.readiness(Duration::from_secs(2)).await;
     surface::readiness(vec![
         loaded,
+        index,
         kafka,
         Check::from_result("schema_registry", registry),
     ])

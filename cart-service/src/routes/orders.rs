@@ -4,6 +4,9 @@
 //! the first 20 and the total), 404 (unknown order), 409 (existing ID, forbidden status move),
 //! 413/415 (body), 503 (broker or registry down, within the publish timeout).
 //!
+//! Each request locks its order's slot ([`crate::orders`]), loaded from the order index the
+//! first time, and produces to the order's partition ([`order_events::partition_for`]).
+//!
 //! A 503 after the record was sent without an answer leaves it in doubt ([`crate::orders`]):
 //! the next create or update of that order first sends the same record again, and a retried
 //! create of an ID whose creation was in doubt answers 201 with that order.
@@ -12,7 +15,9 @@ use actix_web::http::StatusCode;
 use actix_web::web::{Data, Json};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use chrono::Utc;
-use order_events::{Order, OrderEvent, OrderStatus};
+use std::sync::Arc;
+
+use order_events::{Order, OrderEvent, OrderId, OrderStatus};
 use serde_json::{Map, Value};
 use service_kit::http_error::HttpError;
 use service_kit::surface::RequestId;
@@ -60,8 +65,49 @@ impl From<Failed> for HttpError {
     }
 }
 
-/// Encodes and publishes an event, waiting for the broker's acknowledgement.
-async fn publish(state: &AppState, event: &OrderEvent, request_id: &str) -> Result<(), Failed> {
+/// Fills a slot from the order index the first time it is locked.
+async fn load(state: &AppState, id: &OrderId, slot: &mut Slot) -> Result<(), HttpError> {
+    if slot.loaded {
+        return Ok(());
+    }
+    let store = Arc::clone(&state.store);
+    let key = id.as_str().to_owned();
+    let found = tokio::task::spawn_blocking(move || store.get(&key))
+        .await
+        .map_err(|e| anyhow::anyhow!("the index task failed: {e}"))
+        .and_then(|found| found)
+        .map_err(|e| {
+            tracing::error!(error = format!("{e:#}"), "reading the order index");
+            HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "CartService could not read its order index",
+            )
+        })?;
+    if let Some((_, record)) = found {
+        let event = state.codec.decode(Some(&record)).await.map_err(|e| {
+            if !e.is_poison() {
+                unavailable(format!("Schema Registry unreachable: {e}"))
+            } else {
+                tracing::error!(error = %e, "an indexed record does not decode");
+                HttpError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("order '{id}' could not be read back from the order index"),
+                )
+            }
+        })?;
+        slot.acknowledged = Some(event);
+    }
+    slot.loaded = true;
+    Ok(())
+}
+
+/// Encodes and publishes an event to its order's partition, waiting for the broker's
+/// acknowledgement. Returns where it landed.
+async fn publish(
+    state: &AppState,
+    event: &OrderEvent,
+    request_id: &str,
+) -> Result<(i32, i64), Failed> {
     let definite = |error| Failed {
         error,
         in_doubt: false,
@@ -82,14 +128,15 @@ async fn publish(state: &AppState, event: &OrderEvent, request_id: &str) -> Resu
         ("event-id", event_id.as_str()),
         ("event-type", event.event_type().as_str()),
     ];
+    let partition = order_events::partition_for(event.key(), state.partitions());
     match state
         .publisher
-        .publish(event.key(), &payload, &headers)
+        .publish(event.key(), partition, &payload, &headers)
         .await
     {
         Ok((partition, offset)) => {
             tracing::info!(partition, offset, version = event.version(), "published");
-            Ok(())
+            Ok((partition, offset))
         }
         Err(e @ (PublishError::Unavailable(_) | PublishError::Refused(_))) => {
             Err(definite(unavailable(e.to_string())))
@@ -117,8 +164,9 @@ async fn publish_next(
     request_id: &str,
 ) -> Result<(), HttpError> {
     match publish(state, &event, request_id).await {
-        Ok(()) => {
+        Ok(written) => {
             slot.acknowledged = Some(event);
+            slot.written = Some(written);
             Ok(())
         }
         Err(failed) => {
@@ -146,9 +194,10 @@ async fn complete_in_doubt(
         version = doubt.event.version(),
         "sending again an event in doubt"
     );
-    publish(state, &doubt.event, &doubt.request_id).await?;
+    let written = publish(state, &doubt.event, &doubt.request_id).await?;
     slot.in_doubt = None;
     slot.acknowledged = Some(doubt.event.clone());
+    slot.written = Some(written);
     Ok(Some(doubt.event))
 }
 
@@ -246,32 +295,18 @@ pub(crate) async fn create_order(
                 event,
             )
         };
-        // Twice at most: the second time only if a concurrent creation of the ID failed
-        // definitely while this request waited for it.
-        for _ in 0..2 {
-            if let Some(mut slot) = state.orders.claim(&id) {
-                return match publish_next(&state, &mut slot, event.clone(), &request_id).await {
-                    Ok(()) => Ok(created(&event, "")),
-                    Err(e) => {
-                        state.orders.abandon(&id, slot);
-                        Err(e)
-                    }
-                };
-            }
-            let Some(slot) = state.orders.get(&id) else {
-                continue;
-            };
-            let mut slot = slot.lock().await;
-            if slot.acknowledged.is_some() {
-                break;
-            }
-            // Its creation is in doubt: it gets settled now, and this create learns the outcome.
+        let mut slot = state.orders.lock(&id).await;
+        load(&state, &id, &mut slot).await?;
+        if slot.acknowledged.is_none() {
+            // A creation in doubt gets settled now, and this create learns the outcome.
             if let Some(landed) = complete_in_doubt(&state, &mut slot).await? {
                 return Ok(created(
                     &landed,
                     " (by an earlier request that got no acknowledgement in time)",
                 ));
             }
+            publish_next(&state, &mut slot, event.clone(), &request_id).await?;
+            return Ok(created(&event, ""));
         }
         Err(HttpError::new(
             StatusCode::CONFLICT,
@@ -313,8 +348,8 @@ pub(crate) async fn update_order(
         ensure_ready(&state)?;
         let id = input.order_id;
         let not_found = || HttpError::new(StatusCode::NOT_FOUND, format!("Order '{id}' not found"));
-        let slot = state.orders.get(&id).ok_or_else(not_found)?;
-        let mut slot = slot.lock().await;
+        let mut slot = state.orders.lock(&id).await;
+        load(&state, &id, &mut slot).await?;
         // An earlier change in doubt goes first, so versions never fork.
         complete_in_doubt(&state, &mut slot).await?;
         let current = slot.acknowledged.as_ref().ok_or_else(not_found)?;

@@ -7,3 +7,4 @@ mod common;
 
 mod orders;
 mod resilience;
+mod state;

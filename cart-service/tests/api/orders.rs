@@ -338,6 +338,7 @@ async fn health_ready_metrics_and_docs_answer() {
         ready,
         json!({"status": "ready", "checks": [
             {"name": "state_loaded", "state": "ok"},
+            {"name": "order_index", "state": "ok"},
             {"name": "kafka", "state": "ok"},
             {"name": "schema_registry", "state": "ok"}]})
     );

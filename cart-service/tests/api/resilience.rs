@@ -101,7 +101,7 @@ async fn a_restarted_service_knows_every_order() {
     }
     cart.update(json!({"orderId": "R-7", "status": "confirmed"}))
         .await;
-    let (broker, registry) = cart.stop();
+    let (broker, registry) = cart.stop().await;
 
     let cart = TestCart::start_with(broker, registry, |_| {}).await;
     let (status, _) = cart.create(json!({"orderId": "R-3", "numItems": 1})).await;

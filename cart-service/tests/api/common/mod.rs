@@ -12,6 +12,8 @@ pub struct TestCart {
     pub registry: schema_registry::Running,
     pub url: String,
     pub client: reqwest::Client,
+    /// Where the service keeps its order index.
+    pub data_dir: std::path::PathBuf,
     /// The service (stops when dropped).
     server: cart_service::Running,
 }
@@ -19,6 +21,7 @@ pub struct TestCart {
 /// One record of the orders topic.
 #[derive(Debug)]
 pub struct Record {
+    pub partition: i32,
     pub key: String,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, String)>,
@@ -43,12 +46,14 @@ impl TestCart {
         service_kit::telemetry::init("warn,cart_service=info");
         let mut settings = Settings::for_tests(&broker.bootstrap_servers(), registry.url());
         tweak(&mut settings);
+        let data_dir = settings.data_dir.clone();
         let server = cart_service::spawn(settings).await.unwrap();
         let url = server.url().to_string();
         let cart = TestCart {
             broker,
             registry,
             url,
+            data_dir,
             client: reqwest::Client::new(),
             server,
         };
@@ -56,9 +61,40 @@ impl TestCart {
         cart
     }
 
-    /// Stops the service, keeping broker and registry.
-    pub fn stop(self) -> (Broker, schema_registry::Running) {
+    /// A sample of `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| {
+                let (series, value) = line.split_once(' ')?;
+                (series == name).then(|| value.trim().parse().unwrap())
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Stops the service, keeping broker and registry; returns once its HTTP workers let go
+    /// of the data directory (they wind down on their own threads), so a restart can take it.
+    pub async fn stop(self) -> (Broker, schema_registry::Running) {
         drop(self.server);
+        let lock = self.data_dir.join(".lock");
+        testkit::wait::until_async(
+            "the data directory to be released",
+            Duration::from_secs(15),
+            || {
+                let free = std::fs::File::open(&lock).is_ok_and(|file| file.try_lock().is_ok());
+                async move { free }
+            },
+        )
+        .await
+        .unwrap();
         (self.broker, self.registry)
     }
 
@@ -146,6 +182,7 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
         .unwrap()
         .into_iter()
         .map(|r| Record {
+            partition: r.partition,
             key: r.key_text(),
             payload: r.value.unwrap_or_default(),
             headers: r.headers,
