@@ -259,7 +259,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     } else {
         root().join(&args.data_dir)
     };
-    for sub in ["broker", "order-service"] {
+    for sub in ["broker", "cart-service", "order-service"] {
         std::fs::create_dir_all(data.join(sub))
             .with_context(|| format!("creating {}", data.join(sub).display()))?;
     }
@@ -311,6 +311,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         wait_ready("schema-registry", args.registry_port)?;
 
         let cart_bin = bin("cart-service");
+        let cart_data = data.join("cart-service");
         let (b, r, port) = (bootstrap.clone(), registry_url.clone(), args.cart_port);
         supervisor.start(
             "cart-service",
@@ -318,7 +319,8 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
                 let mut cart = Command::new(&cart_bin);
                 cart.env("KAFKA_BOOTSTRAP_SERVERS", &b)
                     .env("SCHEMA_REGISTRY_URL", &r)
-                    .env("API_PORT", port.to_string());
+                    .env("API_PORT", port.to_string())
+                    .env("DATA_DIR", &cart_data);
                 cart
             }),
             Liveness::Process,

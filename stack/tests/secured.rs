@@ -102,6 +102,8 @@ fn fill(block: &[(String, String)], values: &[(&str, String)]) -> Vec<(String, S
 struct Service {
     name: &'static str,
     process: Process,
+    /// Its `DATA_DIR` unless the test gave one: two services never share the default.
+    _data: tempfile::TempDir,
 }
 
 impl Service {
@@ -112,12 +114,18 @@ impl Service {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info");
+        let data = tempfile::tempdir().expect("a data directory");
+        command.env("DATA_DIR", data.path());
         for (key, value) in env {
             command.env(key, value);
         }
         let process = Process::spawn(name, command, Output::Captured { echo: false })
             .unwrap_or_else(|e| panic!("{e:#}"));
-        Service { name, process }
+        Service {
+            name,
+            process,
+            _data: data,
+        }
     }
 
     fn start_owned(name: &'static str, env: &[(String, String)]) -> Service {

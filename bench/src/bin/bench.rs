@@ -72,7 +72,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let work = std::env::temp_dir().join(format!("bench-{}", uuid::Uuid::new_v4()));
     let logs = results_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    for dir in ["broker", "order-main", "order-catchup"] {
+    for dir in [
+        "broker",
+        "cart-main",
+        "cart-loaded",
+        "order-main",
+        "order-catchup",
+    ] {
         std::fs::create_dir_all(work.join(dir))
             .with_context(|| format!("creating {}", work.join(dir).display()))?;
     }

@@ -125,14 +125,15 @@ impl Bench<'_> {
         Process::spawn(name, command, Output::LogFile(self.logs.clone()))
     }
 
-    /// CartService on `port`, writing `topic`.
-    fn cart_command(&self, stack: (&str, &str), port: u16, topic: &str) -> Command {
+    /// CartService on `port`, writing `topic`, its order index in `data`.
+    fn cart_command(&self, stack: (&str, &str), port: u16, topic: &str, data: &Path) -> Command {
         let (bootstrap, registry_url) = stack;
         let mut c = Command::new(self.bin("cart-service"));
         c.env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
             .env("SCHEMA_REGISTRY_URL", registry_url)
             .env("API_PORT", port.to_string())
             .env("KAFKA_TOPIC", topic)
+            .env("DATA_DIR", data)
             .env("KAFKA_LINGER_MS", self.settings.linger_ms.to_string());
         c
     }

@@ -152,7 +152,9 @@ pub(super) async fn cart_service_startup_loaded(
 ) -> anyhow::Result<()> {
     say("CartService start-up with the catch-up topic");
     let port = testkit::free_port()?;
-    let command = b.cart_command(stack.addrs(), port, CATCHUP_TOPIC);
+    // A fresh data directory: it loads every order, as a new instance does.
+    let data = b.work.join("cart-loaded");
+    let command = b.cart_command(stack.addrs(), port, CATCHUP_TOPIC, &data);
     let mut loaded = b.spawn("cart-service-loaded", command)?;
     let pid = loaded.pid();
     let procs = [("broker", stack.broker.pid()), ("cart-service", pid)];

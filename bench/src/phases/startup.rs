@@ -51,7 +51,8 @@ pub(super) async fn start_stack(b: &Bench<'_>, r: &mut Results) -> anyhow::Resul
         .push(("schema-registry (empty `_schemas`)".into(), t));
 
     let addrs = (bootstrap.as_str(), registry_url.as_str());
-    let cart_cmd = b.cart_command(addrs, cart_port, "order-events");
+    let cart_data = b.work.join("cart-main");
+    let cart_cmd = b.cart_command(addrs, cart_port, "order-events", &cart_data);
     let mut cart = b.spawn("cart-service", cart_cmd)?;
     let t = wait_ready(&mut cart, cart_port)?;
     r.startup.push(("cart-service (empty topic)".into(), t));
