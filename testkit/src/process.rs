@@ -203,13 +203,22 @@ impl Process {
         limit: Duration,
         poll: Duration,
     ) -> anyhow::Result<Duration> {
+        self.wait_for_output(&format!("saying {needle:?}"), limit, poll, |lines| {
+            lines.iter().any(|line| line.contains(needle))
+        })
+    }
+
+    /// Waits until `found` holds for the lines printed so far ([`Output::Captured`]).
+    pub fn wait_for_output(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        poll: Duration,
+        mut found: impl FnMut(&[String]) -> bool,
+    ) -> anyhow::Result<Duration> {
         let lines = Arc::clone(&self.lines);
-        self.wait_until(&format!("saying {needle:?}"), limit, poll, || {
-            lines
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .any(|line| line.contains(needle))
+        self.wait_until(what, limit, poll, || {
+            found(&lines.lock().unwrap_or_else(PoisonError::into_inner))
         })
     }
 
