@@ -13,8 +13,7 @@
 
 mod supervisor;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
@@ -24,6 +23,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use supervisor::{Liveness, Supervisor};
 use testkit::embedded;
+use testkit::process::{self, SERVICES};
 
 #[derive(Parser)]
 #[command(name = "stack", about = "Start the embedded stack or run the tests")]
@@ -86,10 +86,6 @@ fn main() -> ExitCode {
 
 fn root() -> PathBuf {
     testkit::workspace_root()
-}
-
-fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
 }
 
 /// Python packages the tests use, pinned: Confluent's client (interop tests, a client nobody here
@@ -206,16 +202,14 @@ fn test(cargo_args: &[String]) -> anyhow::Result<u8> {
     let hadolint = python.with_file_name("hadolint");
     // The launcher's own tests (stack/tests) start the services' debug binaries as a user's
     // `up` would; build every binary first so they exist whichever tests run.
-    let status = Command::new(cargo())
-        .current_dir(root())
+    let status = process::cargo()
         .args(["build", "--workspace", "--bins"])
         .status()
         .context("running cargo build")?;
     if !status.success() {
         bail!("cargo build --workspace --bins failed ({status})");
     }
-    let status = Command::new(cargo())
-        .current_dir(root())
+    let status = process::cargo()
         .args(["test", "--workspace", "--all-targets"])
         .args(cargo_args)
         .env(embedded::DEFAULT.bin_env, &broker)
@@ -227,23 +221,6 @@ fn test(cargo_args: &[String]) -> anyhow::Result<u8> {
         .code()
         .and_then(|c| u8::try_from(c).ok())
         .unwrap_or(1))
-}
-
-/// The workspace binaries `up` starts (the broker is Nisshi's).
-const SERVICES: [&str; 3] = ["schema-registry", "cart-service", "order-service"];
-
-fn build_release() -> anyhow::Result<()> {
-    eprintln!("stack: building the services (release; the first build takes a few minutes)");
-    let mut build = Command::new(cargo());
-    build.current_dir(root()).args(["build", "--release"]);
-    for name in SERVICES {
-        build.args(["-p", name]);
-    }
-    let status = build.status().context("running cargo build")?;
-    if !status.success() {
-        bail!("cargo build failed ({status})");
-    }
-    Ok(())
 }
 
 fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -268,23 +245,21 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     let bin_dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
         None => {
-            build_release()?;
+            eprintln!(
+                "stack: building the services (release; the first build takes a few minutes)"
+            );
+            process::build_release(&SERVICES)?;
             root().join("target").join("release")
         }
     };
-    for name in SERVICES {
-        let path = bin_dir.join(name);
-        if !path.is_file() {
-            bail!("{} is missing; build it first", path.display());
-        }
-    }
+    process::require_binaries(&bin_dir, &SERVICES)?;
 
     let data = if args.data_dir.is_absolute() {
         args.data_dir.clone()
     } else {
         root().join(&args.data_dir)
     };
-    for sub in ["broker", "order-service"] {
+    for sub in ["broker", "cart-service", "order-service"] {
         std::fs::create_dir_all(data.join(sub))
             .with_context(|| format!("creating {}", data.join(sub).display()))?;
     }
@@ -336,6 +311,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         wait_ready("schema-registry", args.registry_port)?;
 
         let cart_bin = bin("cart-service");
+        let cart_data = data.join("cart-service");
         let (b, r, port) = (bootstrap.clone(), registry_url.clone(), args.cart_port);
         supervisor.start(
             "cart-service",
@@ -343,7 +319,8 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
                 let mut cart = Command::new(&cart_bin);
                 cart.env("KAFKA_BOOTSTRAP_SERVERS", &b)
                     .env("SCHEMA_REGISTRY_URL", &r)
-                    .env("API_PORT", port.to_string());
+                    .env("API_PORT", port.to_string())
+                    .env("DATA_DIR", &cart_data);
                 cart
             }),
             Liveness::Process,
@@ -402,20 +379,6 @@ fn wait_for(name: &str, limit: Duration, ready: impl FnMut() -> bool) -> anyhow:
 
 fn wait_ready(name: &str, port: u16) -> anyhow::Result<()> {
     wait_for(name, Duration::from_secs(60), || {
-        http_status(port, "/ready") == Some(200)
+        process::http_status(port, "/ready") == Some(200)
     })
-}
-
-/// A minimal HTTP/1.1 GET returning the status code, so the launcher needs no HTTP client.
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut head = [0_u8; 12];
-    stream.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }

@@ -6,16 +6,19 @@
 //!
 //! Stopping is ordered: [`Supervisor::stop`] first forbids restarts, then stops the processes in
 //! reverse start order (SIGTERM, a grace period, then SIGKILL).
+//!
+//! Spawning with the prefixed output and stopping are `testkit::process`'s; what is the
+//! supervisor's own is the restart policy and what it tells the user.
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use testkit::process::{Output, Process, Stopped, STOP_GRACE};
 
 /// How a running process is judged alive, beyond "it has not exited".
 #[derive(Clone, Copy, Debug)]
@@ -38,7 +41,7 @@ pub type AfterStart = Box<dyn Fn() -> anyhow::Result<()> + Send>;
 
 struct Entry {
     name: &'static str,
-    child: Arc<Mutex<Option<Child>>>,
+    child: Arc<Mutex<Option<Process>>>,
     watcher: Option<JoinHandle<()>>,
 }
 
@@ -55,7 +58,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 const CHECK_EVERY: Duration = Duration::from_millis(500);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-const STOP_GRACE: Duration = Duration::from_secs(15);
 
 impl Supervisor {
     /// Starts `name` now and keeps it running until [`Supervisor::stop`].
@@ -99,7 +101,7 @@ impl Supervisor {
         for entry in self.entries.iter_mut().rev() {
             let child = lock(&entry.child).take();
             if let Some(mut child) = child {
-                stop_child(entry.name, &mut child);
+                stop_process(entry.name, &mut child);
             }
             if let Some(watcher) = entry.watcher.take() {
                 let _ = watcher.join();
@@ -114,7 +116,7 @@ impl Drop for Supervisor {
     }
 }
 
-fn lock(child: &Mutex<Option<Child>>) -> std::sync::MutexGuard<'_, Option<Child>> {
+fn lock(child: &Mutex<Option<Process>>) -> std::sync::MutexGuard<'_, Option<Process>> {
     child
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -128,7 +130,7 @@ enum Failure {
 
 fn watch(
     name: &'static str,
-    child: &Mutex<Option<Child>>,
+    child: &Mutex<Option<Process>>,
     stopping: &AtomicBool,
     command: &CommandFactory,
     liveness: Liveness,
@@ -142,10 +144,9 @@ fn watch(
         if stopping.load(Ordering::SeqCst) {
             return;
         }
-        let exited = match lock(child).as_mut().map(Child::try_wait) {
+        let exited = match lock(child).as_mut() {
             None => return, // taken by stop()
-            Some(Ok(status)) => status,
-            Some(Err(_)) => None,
+            Some(running) => running.exited(),
         };
         let failure = match (exited, liveness) {
             (Some(status), _) => Failure::Exited(status),
@@ -179,8 +180,7 @@ fn watch(
         }
         if let Failure::Unresponsive(_) = failure {
             if let Some(running) = lock(child).as_mut() {
-                let _ = running.kill();
-                let _ = running.wait();
+                running.kill();
             }
         }
         std::thread::sleep(backoff);
@@ -207,60 +207,20 @@ fn watch(
 }
 
 /// Starts a process with its output prefixed by its name.
-fn spawn_prefixed(name: &'static str, mut command: Command) -> anyhow::Result<Child> {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {name}"))?;
-    let streams = [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    ];
-    for stream in streams.into_iter().flatten() {
-        std::thread::spawn(move || prefix_lines(name, stream));
-    }
-    eprintln!("stack: {name} started (pid {})", child.id());
-    Ok(child)
+fn spawn_prefixed(name: &'static str, command: Command) -> anyhow::Result<Process> {
+    let process = Process::spawn(name, command, Output::Prefixed)?;
+    eprintln!("stack: {name} started (pid {})", process.pid());
+    Ok(process)
 }
 
-fn prefix_lines(name: &str, stream: Box<dyn Read + Send>) {
-    let width = 15;
-    for line in BufReader::new(stream).lines() {
-        match line {
-            Ok(line) => println!("{name:>width$} | {line}"),
-            Err(_) => break,
-        }
+/// SIGTERM, then up to [`STOP_GRACE`] for a graceful exit, then SIGKILL; says which.
+fn stop_process(name: &str, process: &mut Process) {
+    match process.stop() {
+        Stopped::AlreadyExited(_) => {}
+        Stopped::Exited(_) => eprintln!("stack: {name} stopped"),
+        Stopped::Killed => eprintln!(
+            "stack: {name} did not stop in {}s; killing it",
+            STOP_GRACE.as_secs()
+        ),
     }
-}
-
-/// SIGTERM, then up to [`STOP_GRACE`] for a graceful exit, then SIGKILL.
-fn stop_child(name: &str, child: &mut Child) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            eprintln!("stack: {name} stopped");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    eprintln!(
-        "stack: {name} did not stop in {}s; killing it",
-        STOP_GRACE.as_secs()
-    );
-    let _ = child.kill();
-    let _ = child.wait();
 }

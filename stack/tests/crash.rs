@@ -141,11 +141,7 @@ impl Load {
 }
 
 fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {signal} {pid}");
+    testkit::process::send_signal(pid, signal).unwrap();
 }
 
 /// kill -9 of `name` while the load runs; waits until the launcher restarted it and creates
@@ -155,7 +151,7 @@ fn crash(stack: &Launched, load: &Load, name: &str) {
     let pid = stack.pid_of(name).unwrap();
     let killed = Instant::now();
     eprintln!("crash test: kill -9 {name} (pid {pid})");
-    signal(pid, "-KILL");
+    signal(pid, "KILL");
     let deadline = killed + RECOVERY_LIMIT;
     while stack.starts_of(name) == starts {
         assert!(
@@ -216,7 +212,7 @@ fn every_acknowledged_order_survives_kill_9_of_each_process_and_a_hung_broker() 
     let pid = stack.pid_of("broker").unwrap();
     let frozen = Instant::now();
     eprintln!("crash test: SIGSTOP broker (pid {pid})");
-    signal(pid, "-STOP");
+    signal(pid, "STOP");
     while stack.starts_of("broker") == starts {
         assert!(
             frozen.elapsed() < RECOVERY_LIMIT,

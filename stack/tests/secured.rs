@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{bin_dir, curl, run_bounded, Reply};
+use testkit::process::{Output, Process};
 use testkit::tls::{TestPki, Validity};
 use testkit::Broker;
 use testkit::ScramMechanism;
@@ -97,48 +98,33 @@ fn fill(block: &[(String, String)], values: &[(&str, String)]) -> Vec<(String, S
         .collect()
 }
 
-/// A service binary running with piped output, killed on drop.
+/// A service binary running with its output captured, killed on drop.
 struct Service {
     name: &'static str,
-    child: Option<std::process::Child>,
-    output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    process: Process,
+    /// Its `DATA_DIR` unless the test gave one: two services never share the default.
+    _data: tempfile::TempDir,
 }
 
 impl Service {
-    #[allow(clippy::unwrap_used)]
     fn start(name: &'static str, args: &[&str], env: &[(&str, String)]) -> Service {
         let mut command = Command::new(bin_dir().join(name));
         command
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("RUST_LOG", "info");
+        let data = tempfile::tempdir().expect("a data directory");
+        command.env("DATA_DIR", data.path());
         for (key, value) in env {
             command.env(key, value);
         }
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        for stream in common::output_streams(&mut child) {
-            let lines = std::sync::Arc::clone(&output);
-            std::thread::spawn(move || {
-                use std::io::BufRead;
-                for line in std::io::BufReader::new(stream)
-                    .lines()
-                    .map_while(Result::ok)
-                {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
+        let process = Process::spawn(name, command, Output::Captured { echo: false })
+            .unwrap_or_else(|e| panic!("{e:#}"));
         Service {
             name,
-            child: Some(child),
-            output,
+            process,
+            _data: data,
         }
     }
 
@@ -147,34 +133,22 @@ impl Service {
         Service::start(name, &[], &env)
     }
 
-    #[allow(clippy::unwrap_used)]
     fn output(&self) -> String {
-        self.output.lock().unwrap().join("\n")
+        self.process.output().join("\n")
     }
 
     /// Waits for the process to exit; its exit code, or `None` if it still runs at `deadline`.
-    #[allow(clippy::unwrap_used)]
     fn exit_within(&mut self, deadline: Duration) -> Option<i32> {
-        let started = Instant::now();
-        let child = self.child.as_mut().unwrap();
-        while started.elapsed() < deadline {
-            if let Some(status) = child.try_wait().unwrap() {
-                // Let the reader threads drain the pipes.
-                std::thread::sleep(Duration::from_millis(300));
-                return Some(status.code().unwrap_or(-1));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        None
+        let status = self.process.exit_within(deadline)?;
+        // Let the reader threads drain the pipes.
+        std::thread::sleep(Duration::from_millis(300));
+        Some(status.code().unwrap_or(-1))
     }
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 }
 
@@ -222,7 +196,7 @@ fn users_line(user: &str, password: &str, role: &str) -> String {
 }
 
 /// Polls `url` with curl until it answers 200; panics with the service's output otherwise.
-fn wait_ready(service: &Service, url: &str, extra: &[&str], deadline: Duration) {
+fn wait_ready(service: &mut Service, url: &str, extra: &[&str], deadline: Duration) {
     let answers_200 = || {
         let mut args = extra.to_vec();
         args.push(url);
@@ -241,10 +215,13 @@ fn wait_ready(service: &Service, url: &str, extra: &[&str], deadline: Duration) 
             .expect("running curl");
         String::from_utf8_lossy(&output.stdout).trim() == "200"
     };
+    let what = format!("200 at {url}");
     if let Err(e) =
-        testkit::wait::until(&format!("{} at {url}", service.name), deadline, answers_200)
+        service
+            .process
+            .wait_until(&what, deadline, testkit::wait::POLL_INTERVAL, answers_200)
     {
-        panic!("{e}; its output:\n{}", service.output());
+        panic!("{e:#}; its output:\n{}", service.output());
     }
 }
 
@@ -336,11 +313,11 @@ fn an_order_goes_end_to_end_over_sasl_ssl_and_an_https_registry_with_basic_auth_
             users_file.display().to_string(),
         ),
     ]);
-    let registry = Service::start("schema-registry", &[], &env);
+    let mut registry = Service::start("schema-registry", &[], &env);
     let registry_url = format!("https://127.0.0.1:{registry_port}");
     let ca = s.ca.display().to_string();
     wait_ready(
-        &registry,
+        &mut registry,
         &format!("{registry_url}/subjects"),
         &[
             "--cacert",
@@ -388,7 +365,7 @@ fn an_order_goes_end_to_end_over_sasl_ssl_and_an_https_registry_with_basic_auth_
     let cart_port = free_port();
     let mut env = service_env("cart", &cart_pw, &cart_user_info);
     env.push(("API_PORT".into(), cart_port.to_string()));
-    let cart = Service::start_owned("cart-service", &env);
+    let mut cart = Service::start_owned("cart-service", &env);
     let order_port = free_port();
     let mut env = service_env("orders", &order_pw, &order_user_info);
     env.push(("API_PORT".into(), order_port.to_string()));
@@ -396,17 +373,17 @@ fn an_order_goes_end_to_end_over_sasl_ssl_and_an_https_registry_with_basic_auth_
         "DATA_DIR".into(),
         dir.join("order-data").display().to_string(),
     ));
-    let orders = Service::start_owned("order-service", &env);
+    let mut orders = Service::start_owned("order-service", &env);
     let cart_url = format!("http://127.0.0.1:{cart_port}");
     let order_url = format!("http://127.0.0.1:{order_port}");
     wait_ready(
-        &cart,
+        &mut cart,
         &format!("{cart_url}/ready"),
         &[],
         Duration::from_secs(90),
     );
     wait_ready(
-        &orders,
+        &mut orders,
         &format!("{order_url}/ready"),
         &[],
         Duration::from_secs(90),
@@ -615,10 +592,10 @@ fn a_registry_refusing_the_credentials_stops_cart_service_with_the_reason() {
             users_file.display().to_string(),
         ),
     ]);
-    let registry = Service::start("schema-registry", &[], &env);
+    let mut registry = Service::start("schema-registry", &[], &env);
     let registry_url = format!("http://127.0.0.1:{registry_port}");
     wait_ready(
-        &registry,
+        &mut registry,
         &format!("{registry_url}/subjects"),
         &["-u", &format!("cart:{CART_REGISTRY_PASSWORD}")],
         Duration::from_secs(60),
@@ -694,10 +671,10 @@ fn the_readme_mtls_example_loads_the_client_certificate_and_its_encrypted_key() 
     let registry_port = free_port();
     let mut env = env_with(&good);
     env.push(("API_PORT".into(), registry_port.to_string()));
-    let registry = Service::start_owned("schema-registry", &env);
+    let mut registry = Service::start_owned("schema-registry", &env);
     let registry_url = format!("http://127.0.0.1:{registry_port}");
     wait_ready(
-        &registry,
+        &mut registry,
         &format!("{registry_url}/subjects"),
         &[],
         Duration::from_secs(60),
@@ -708,10 +685,10 @@ fn the_readme_mtls_example_loads_the_client_certificate_and_its_encrypted_key() 
         ("API_PORT".into(), cart_port.to_string()),
         ("SCHEMA_REGISTRY_URL".into(), registry_url.clone()),
     ]);
-    let cart = Service::start_owned("cart-service", &env);
+    let mut cart = Service::start_owned("cart-service", &env);
     let cart_url = format!("http://127.0.0.1:{cart_port}");
     wait_ready(
-        &cart,
+        &mut cart,
         &format!("{cart_url}/ready"),
         &[],
         Duration::from_secs(90),

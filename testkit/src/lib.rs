@@ -7,6 +7,11 @@
 //! broker must never pass by skipping. The README's test command installs the broker first.
 //! [`Broker::builder`] starts it secured (TLS listener, SASL SCRAM users) with certificates from
 //! [`tls::TestPki`], a throw-away CA that also serves HTTPS and mTLS tests.
+//!
+//! Not only for tests: the launcher (`stack`) and the benchmark run the workspace's binaries
+//! through [`process`] (build, spawn, wait until ready, stop) and poll with [`wait`], so there
+//! is one implementation of each; those modules, [`embedded`] and [`probe`] build without the
+//! `broker` feature (no librdkafka).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,6 +20,7 @@ use anyhow::{bail, Context};
 
 pub mod embedded;
 pub mod probe;
+pub mod process;
 pub mod tls;
 pub mod wait;
 

@@ -10,9 +10,15 @@ use std::time::{Duration, Instant};
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Polls `condition` until it is true; an error naming `what` after `limit`.
-pub fn until(
+pub fn until(what: &str, limit: Duration, condition: impl FnMut() -> bool) -> anyhow::Result<()> {
+    until_every(what, limit, POLL_INTERVAL, condition)
+}
+
+/// [`until`], polling every `every` (e.g. finer, where the wait itself is being measured).
+pub fn until_every(
     what: &str,
     limit: Duration,
+    every: Duration,
     mut condition: impl FnMut() -> bool,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
@@ -23,7 +29,7 @@ pub fn until(
         if Instant::now() >= deadline {
             anyhow::bail!("{what}: not within {limit:?}");
         }
-        std::thread::sleep(POLL_INTERVAL);
+        std::thread::sleep(every);
     }
 }
 

@@ -3,7 +3,7 @@
 //! `applied_total` equal to the number of records (each applied exactly once).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -11,6 +11,7 @@ use futures::future::join_all;
 use order_events::{OrderStatus, ORDER_EVENTS_TOPIC};
 use order_service::store::{Store, APPLIED_TOTAL};
 use rdkafka::producer::FutureRecord;
+use testkit::process::{Output, Process, Stopped};
 
 const ORDERS: usize = 1_000;
 const STATUSES: [OrderStatus; 4] = [
@@ -20,13 +21,10 @@ const STATUSES: [OrderStatus; 4] = [
     OrderStatus::Delivered,
 ];
 
-fn start(env: &Env, data_dir: &Path, port: u16) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(data_dir.join("service.log"))
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_order-service"))
+/// Starts the binary as `name`, logging to `data_dir/{name}.log`.
+fn start(env: &Env, data_dir: &Path, port: u16, name: &str) -> Process {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_order-service"));
+    command
         .env("KAFKA_BOOTSTRAP_SERVERS", env.broker.bootstrap_servers())
         .env("SCHEMA_REGISTRY_URL", env.registry.url())
         .env("API_HOST", "127.0.0.1")
@@ -34,12 +32,8 @@ fn start(env: &Env, data_dir: &Path, port: u16) -> Child {
         .env("DATA_DIR", data_dir.join("view"))
         // Small batches, so the kill lands between many commits.
         .env("APPLY_BATCH_SIZE", "50")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+        .env("RUST_LOG", "warn");
+    Process::spawn(name, command, Output::LogFile(data_dir.to_path_buf())).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -73,7 +67,7 @@ async fn a_kill_9_in_the_middle_of_a_backlog_applies_every_record_exactly_once()
 
     let port = testkit::free_port().unwrap();
     let url = format!("http://127.0.0.1:{port}");
-    let mut child = start(&env, dir.path(), port);
+    let mut child = start(&env, dir.path(), port, "first");
     // Kill as soon as the first batches are committed.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = 0.0;
@@ -84,8 +78,7 @@ async fn a_kill_9_in_the_middle_of_a_backlog_applies_every_record_exactly_once()
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.kill(); // SIGKILL
 
     let committed = {
         let store = Store::open(&dir.path().join("view")).unwrap();
@@ -99,7 +92,7 @@ async fn a_kill_9_in_the_middle_of_a_backlog_applies_every_record_exactly_once()
     );
 
     // Restart: it resumes from the stored offsets and finishes the backlog.
-    let mut child = start(&env, dir.path(), port);
+    let mut child = start(&env, dir.path(), port, "restarted");
     eventually("the whole backlog to be applied", || async {
         env.http.get(format!("{url}/health")).send().await.is_ok()
             && metric(&env.http, &url, "order_view_applied_records").await >= total
@@ -113,15 +106,13 @@ async fn a_kill_9_in_the_middle_of_a_backlog_applies_every_record_exactly_once()
     );
 
     // Graceful stop (SIGTERM): exits cleanly.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+    let exit = tokio::task::spawn_blocking(move || child.stop())
         .await
         .unwrap();
-    assert!(exit.success(), "exit status {exit}");
+    assert!(
+        matches!(exit, Stopped::Exited(status) if status.success()),
+        "{exit:?}"
+    );
 
     let store = Store::open(&dir.path().join("view")).unwrap();
     assert_eq!(store.counter(APPLIED_TOTAL).unwrap() as f64, total);

@@ -7,7 +7,7 @@
 //! real input makes the consumer panic. The unpublishable dead letter is real: a poison record
 //! larger than the dead-letter producer's `message.max.bytes`.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -15,6 +15,7 @@ use order_events::{OrderStatus, ORDER_EVENTS_DLQ_TOPIC, ORDER_EVENTS_TOPIC};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
 use rdkafka::ClientConfig;
+use testkit::process::{Output, Process};
 
 /// Produces to partition 0 (so "behind" means behind in one partition); returns the offset.
 async fn produce_p0(env: &Env, key: &[u8], value: &[u8]) -> i64 {
@@ -166,13 +167,7 @@ async fn a_consumer_panic_makes_the_service_unready() {
 }
 
 /// Starts the binary with `extra` variables, logging to `dir/service.log` (plain text).
-fn start_binary(
-    env: &Env,
-    dir: &std::path::Path,
-    port: u16,
-    extra: &[(&str, &str)],
-) -> std::process::Child {
-    let log = std::fs::File::create(dir.join("service.log")).unwrap();
+fn start_binary(env: &Env, dir: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> Process {
     let mut command = Command::new(env!("CARGO_BIN_EXE_order-service"));
     command
         .env("KAFKA_BOOTSTRAP_SERVERS", env.broker.bootstrap_servers())
@@ -181,14 +176,11 @@ fn start_binary(
         .env("API_PORT", port.to_string())
         .env("DATA_DIR", dir.join("view"))
         .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
+        .env("NO_COLOR", "1");
     for (key, value) in extra {
         command.env(key, value);
     }
-    command.spawn().unwrap()
+    Process::spawn("service", command, Output::LogFile(dir.to_path_buf())).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -214,9 +206,8 @@ async fn the_binary_names_an_unpublishable_dead_letter_in_its_log_and_keeps_serv
     let offset = produce_p0(&env, b"P-BIG", &big).await;
     let message = wait_unready(&env, &url).await;
     let log = std::fs::read_to_string(dir.path().join("service.log")).unwrap();
-    let running = child.try_wait().unwrap().is_none();
-    let _ = child.kill();
-    let _ = child.wait();
+    let running = child.exited().is_none();
+    child.kill();
     assert!(
         message.contains("cannot be published after 2 attempts"),
         "{message}"
@@ -251,20 +242,12 @@ async fn the_binary_exits_non_zero_when_its_consumer_panics() {
 
     let boom = encoded(&env, "BOOM").await;
     produce_p0(&env, b"BOOM", &boom).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the process kept running after its consumer panicked:\n{}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let Some(status) = child.exit_within(Duration::from_secs(30)) else {
+        child.kill();
+        panic!(
+            "the process kept running after its consumer panicked:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
     };
     let output = std::fs::read_to_string(&log_path).unwrap();
     assert!(!status.success(), "exit status {status}\n{output}");

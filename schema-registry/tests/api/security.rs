@@ -7,17 +7,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::{record, V1};
 use anyhow::Context;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use testkit::process::{Output, Process};
 use testkit::tls::{TestPki, Validity};
 use testkit::Broker;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_schema-registry");
 /// Distinctive so that finding them in a log cannot be a coincidence.
@@ -55,8 +55,7 @@ struct SecureRegistry {
     url: String,
     pki: TestPki,
     client: reqwest::Client,
-    output: Arc<Mutex<String>>,
-    _child: Child,
+    process: Process,
     _users: tempfile::TempDir,
     broker: Broker,
 }
@@ -74,7 +73,8 @@ impl SecureRegistry {
             users_file_line("bob", "read-only", BOB_PASSWORD).await?
         );
         std::fs::write(&users_file, text)?;
-        let mut child = Command::new(BINARY)
+        let mut command = std::process::Command::new(BINARY);
+        command
             .env("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers())
             .env("API_HOST", "127.0.0.1")
             .env("API_PORT", "0")
@@ -83,37 +83,28 @@ impl SecureRegistry {
             .env("SCHEMA_REGISTRY_AUTH_FILE", &users_file)
             // Everything the registry can say, so that a password in any log line is caught.
             .env("RUST_LOG", "trace")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
-        let output = Arc::new(Mutex::new(String::new()));
-        capture(child.stdout.take().context("stdout")?, output.clone());
-        capture(child.stderr.take().context("stderr")?, output.clone());
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let url = loop {
-            let seen = lock(&output).clone();
-            if let Some(url) = listening_url(&seen) {
-                break url;
-            }
-            if let Some(status) = child.try_wait()? {
-                anyhow::bail!("the registry exited ({status}) before listening:\n{seen}");
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "no 'listening on https://' line in 90 s:\n{seen}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+            .env("NO_COLOR", "1");
+        // Killed at once when dropped, as a crash would end it.
+        let mut process =
+            Process::spawn("schema-registry", command, Output::Captured { echo: false })?
+                .with_stop_grace(Duration::ZERO);
+        let listening = process.wait_for_output(
+            "a 'listening on https://' line",
+            Duration::from_secs(90),
+            Duration::from_millis(100),
+            |lines| listening_url(&lines.join("\n")).is_some(),
+        );
+        let seen = process.output().join("\n");
+        if let Err(e) = listening {
+            anyhow::bail!("{e:#}:\n{seen}");
+        }
+        let url = listening_url(&seen).context("the listening line")?;
         let client = trusting(pki.ca_file())?;
         Ok(SecureRegistry {
             url,
             pki,
             client,
-            output,
-            _child: child,
+            process,
             _users: users,
             broker,
         })
@@ -147,25 +138,10 @@ impl SecureRegistry {
     }
 
     fn output(&self) -> String {
-        lock(&self.output).clone()
+        let mut lines = self.process.output().join("\n");
+        lines.push('\n');
+        lines
     }
-}
-
-fn lock(output: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
-    output
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn capture(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static, into: Arc<Mutex<String>>) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let mut output = lock(&into);
-            output.push_str(&line);
-            output.push('\n');
-        }
-    });
 }
 
 /// `https://127.0.0.1:PORT` from the registry's "listening on" log line.

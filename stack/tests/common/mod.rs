@@ -5,11 +5,12 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use testkit::process::{Output, Process, Stopped};
 
 /// The ports of one launched stack.
 #[derive(Clone, Copy, Debug)]
@@ -53,9 +54,8 @@ impl Ports {
 
 /// A running `stack up`; dropping it stops the stack the way a user does, with Ctrl-C.
 pub struct Launched {
-    child: Option<Child>,
+    process: Process,
     pub ports: Ports,
-    output: Arc<Mutex<Vec<String>>>,
 }
 
 /// The directory of the workspace's debug binaries (where this test's launcher lives).
@@ -99,64 +99,34 @@ impl Launched {
         for (name, value) in env {
             command.env(name, value);
         }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting the stack launcher");
-        let output = Arc::new(Mutex::new(Vec::new()));
-        for stream in output_streams(&mut child) {
-            let output = Arc::clone(&output);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    eprintln!("[stack] {line}");
-                    output.lock().unwrap().push(line);
-                }
-            });
+        // Its output echoed as `[stack] …`, so a failing test shows it.
+        let process = Process::spawn("stack", command, Output::Captured { echo: true })
+            .expect("starting the stack launcher")
+            .with_stop_grace(Duration::from_secs(60));
+        let mut launched = Launched { process, ports };
+        if let Err(e) = launched.process.wait_for_line(
+            "The stack is up",
+            Duration::from_secs(180),
+            Duration::from_millis(100),
+        ) {
+            panic!("the stack was not up: {e:#}");
         }
-        let mut launched = Launched {
-            child: Some(child),
-            ports,
-            output,
-        };
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            if launched.output_contains("The stack is up") {
-                return launched;
-            }
-            if let Some(status) = launched.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "the launcher exited ({status}) before the stack was up; its output is above"
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the stack was not up within 180 s; the launcher's output is above"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        launched
     }
 
     pub fn output(&self) -> Vec<String> {
-        self.output.lock().unwrap().clone()
+        self.process.output()
     }
 
     pub fn output_contains(&self, needle: &str) -> bool {
-        self.output
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains(needle))
+        self.output().iter().any(|l| l.contains(needle))
     }
 
     /// The process ID of `name` (broker, schema-registry, cart-service, order-service) as the
     /// launcher last reported starting it.
     pub fn pid_of(&self, name: &str) -> Option<u32> {
         let prefix = format!("stack: {name} started (pid ");
-        self.output
-            .lock()
-            .unwrap()
+        self.output()
             .iter()
             .rev()
             .find_map(|l| l.strip_prefix(&prefix)?.strip_suffix(')')?.parse().ok())
@@ -165,9 +135,7 @@ impl Launched {
     /// How many times the launcher reported starting `name`.
     pub fn starts_of(&self, name: &str) -> usize {
         let prefix = format!("stack: {name} started (pid ");
-        self.output
-            .lock()
-            .unwrap()
+        self.output()
             .iter()
             .filter(|l| l.starts_with(&prefix))
             .count()
@@ -175,34 +143,16 @@ impl Launched {
 
     /// Ctrl-C (SIGINT) to the launcher, then waits for it to exit.
     pub fn stop(mut self) -> ExitStatus {
-        self.interrupt()
-            .expect("the launcher did not exit within 60 s of Ctrl-C")
-    }
-
-    fn interrupt(&mut self) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
+        match self.process.stop_with("INT") {
+            Stopped::AlreadyExited(status) | Stopped::Exited(status) => status,
+            Stopped::Killed => panic!("the launcher did not exit within 60 s of Ctrl-C"),
         }
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
     }
 }
 
 impl Drop for Launched {
     fn drop(&mut self) {
-        self.interrupt();
+        self.process.stop_with("INT");
     }
 }
 
