@@ -1,6 +1,8 @@
 //! Fresh processes on N records: OrderService catching up from an empty view (then the topic
-//! ID scan on it), and CartService loading every order before it is ready. These are the
-//! costs of a restart or a new instance, which grow with the topic.
+//! ID scan on it), and CartService building its order index from the whole topic before it is
+//! ready, then restarted on that index (it reads only what came after its checkpoint). These
+//! are the costs of a new instance, which grow with the topic, and of a restart, which should
+//! not.
 
 use std::time::{Duration, Instant};
 
@@ -143,16 +145,18 @@ pub(super) async fn topic_id_scan(
     Ok(())
 }
 
-/// A fresh CartService on the catch-up topic, timed from spawn to ready (it loads every order
-/// first); its RSS right after.
+/// A fresh CartService on the catch-up topic, timed from spawn to ready (its order index is
+/// built from every record first), its RSS right after; then the same instance stopped and
+/// started again on its index, timed and measured the same way.
 pub(super) async fn cart_service_startup_loaded(
     b: &Bench<'_>,
     stack: &Stack,
     r: &mut Results,
 ) -> anyhow::Result<()> {
     say("CartService start-up with the catch-up topic");
+    let orders = b.settings.orders;
     let port = testkit::free_port()?;
-    // A fresh data directory: it loads every order, as a new instance does.
+    // A fresh data directory: the index is built from the whole topic, as for a new instance.
     let data = b.work.join("cart-loaded");
     let command = b.cart_command(stack.addrs(), port, CATCHUP_TOPIC, &data);
     let mut loaded = b.spawn("cart-service-loaded", command)?;
@@ -160,16 +164,43 @@ pub(super) async fn cart_service_startup_loaded(
     let procs = [("broker", stack.broker.pid()), ("cart-service", pid)];
     let ready = async { wait_ready(&mut loaded, port) };
     let t = sampled("CartService start-up (N orders)", &procs, r, ready).await?;
-    r.cart_loaded = Some(CartLoaded {
-        ready: t,
-        rss: procstat::read(pid).map(|x| x.rss).unwrap_or(0),
-    });
-    r.startup.push((
-        format!("cart-service, {} orders in the topic", b.settings.orders),
-        t,
-    ));
+    let rss = procstat::read(pid).map(|x| x.rss).unwrap_or(0);
+    r.startup
+        .push((format!("cart-service, {orders} orders in the topic"), t));
     say(format!("  ready after {:.1} s", t.as_secs_f64()));
     loaded.stop();
+
+    say("CartService restart on its own order index");
+    let command = b.cart_command(stack.addrs(), port, CATCHUP_TOPIC, &data);
+    let mut restarted = b.spawn("cart-service-restarted", command)?;
+    let pid = restarted.pid();
+    let procs = [("broker", stack.broker.pid()), ("cart-service", pid)];
+    let ready = async { wait_ready(&mut restarted, port) };
+    let again = sampled("CartService restart (N orders indexed)", &procs, r, ready).await?;
+    let restart_rss = procstat::read(pid).map(|x| x.rss).unwrap_or(0);
+    let mut metrics = Connection::new(format!("127.0.0.1:{port}"), Duration::from_secs(10));
+    let response = metrics.get("/metrics").await?;
+    let reread = prometheus_value(
+        &String::from_utf8_lossy(&response.body),
+        "cart_index_records_read_total",
+    )
+    .unwrap_or(f64::NAN);
+    r.startup.push((
+        format!("cart-service restarted, {orders} orders in its index"),
+        again,
+    ));
+    say(format!(
+        "  ready after {:.2} s, {reread} records read again",
+        again.as_secs_f64()
+    ));
+    restarted.stop();
+    r.cart_loaded = Some(CartLoaded {
+        ready: t,
+        rss,
+        restart: again,
+        restart_rss,
+        reread,
+    });
     Ok(())
 }
 

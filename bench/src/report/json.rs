@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Catchup, PhaseUsage, Results, Scan};
+use super::{CartLoaded, Catchup, PhaseUsage, Results, Scan};
 use crate::load::{self, LoadReport};
 use crate::procstat::Usage;
 use crate::raw::{ConsumeResult, ProduceResult};
@@ -31,6 +31,7 @@ pub struct ResultsFile<'a> {
     catchup: CatchupJson,
     scan: Option<ScanJson>,
     cart_startup_loaded_seconds: Option<f64>,
+    cart_index: Option<CartIndexJson>,
     usage: Vec<UsageJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     failure: Option<String>,
@@ -69,8 +70,34 @@ impl<'a> ResultsFile<'a> {
             catchup: CatchupJson::from(&r.catchup),
             scan: r.scan.map(ScanJson::from),
             cart_startup_loaded_seconds: r.cart_loaded.map(|l| l.ready.as_secs_f64()),
+            cart_index: r.cart_loaded.map(CartIndexJson::from),
             usage: r.usages.iter().map(UsageJson::from).collect(),
             failure: failure.map(|e| format!("{e:#}")),
+        }
+    }
+}
+
+/// CartService's order index: built by a fresh instance, then restarted on.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CartIndexJson {
+    cold_start_seconds: f64,
+    #[serde(rename = "coldStartRssMiB")]
+    cold_start_rss_mib: f64,
+    restart_seconds: f64,
+    #[serde(rename = "restartRssMiB")]
+    restart_rss_mib: f64,
+    restart_records_read: f64,
+}
+
+impl From<CartLoaded> for CartIndexJson {
+    fn from(l: CartLoaded) -> Self {
+        CartIndexJson {
+            cold_start_seconds: l.ready.as_secs_f64(),
+            cold_start_rss_mib: l.rss as f64 / MIB,
+            restart_seconds: l.restart.as_secs_f64(),
+            restart_rss_mib: l.restart_rss as f64 / MIB,
+            restart_records_read: l.reread,
         }
     }
 }
@@ -319,6 +346,9 @@ mod tests {
             cart_loaded: Some(CartLoaded {
                 ready: Duration::from_millis(700),
                 rss: 1 << 20,
+                restart: Duration::from_millis(300),
+                restart_rss: 1 << 20,
+                reread: 0.0,
             }),
             usages: vec![PhaseUsage {
                 phase: "idle (5 s)".into(),
@@ -361,6 +391,7 @@ mod tests {
                 "catchup",
                 "scan",
                 "cartStartupLoadedSeconds",
+                "cartIndex",
                 "usage",
             ]
         );

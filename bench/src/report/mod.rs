@@ -98,9 +98,16 @@ pub struct Scan {
 /// A fresh CartService loading N orders.
 #[derive(Clone, Copy)]
 pub struct CartLoaded {
+    /// A fresh instance (empty `DATA_DIR`): spawn to ready, its order index built.
     pub ready: Duration,
     /// Its RSS right after ready (0: unreadable).
     pub rss: u64,
+    /// The same instance restarted on its index: spawn to ready.
+    pub restart: Duration,
+    /// Its RSS right after ready (0: unreadable).
+    pub restart_rss: u64,
+    /// Records the restarted instance read from the topic (`cart_index_records_read_total`).
+    pub reread: f64,
 }
 
 /// Usage of each sampled process during one phase.
