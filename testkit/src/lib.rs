@@ -9,8 +9,9 @@
 //! [`tls::TestPki`], a throw-away CA that also serves HTTPS and mTLS tests.
 //!
 //! Not only for tests: the launcher (`stack`) and the benchmark run the workspace's binaries
-//! through [`process`] (build, spawn, wait until ready, stop) and poll with [`wait`], so there
-//! is one implementation of each; those modules, [`embedded`] and [`probe`] build without the
+//! through [`process`] (build, spawn, wait until ready, stop), poll with [`wait`] and read
+//! `/metrics` with [`metrics`], so there is one implementation of each; those modules,
+//! [`embedded`] and [`probe`] build without the
 //! `broker` feature (no librdkafka).
 
 use std::net::TcpListener;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 pub mod embedded;
+pub mod metrics;
 pub mod probe;
 pub mod process;
 pub mod tls;

@@ -58,7 +58,7 @@ pub(super) async fn order_service_catchup(
         let mut metrics = Connection::new(format!("127.0.0.1:{port}"), Duration::from_secs(10));
         loop {
             let applied = match metrics.get("/metrics").await {
-                Ok(response) if response.status == 200 => prometheus_value(
+                Ok(response) if response.status == 200 => testkit::metrics::value(
                     &String::from_utf8_lossy(&response.body),
                     "order_events_applied_total",
                 )
@@ -180,7 +180,7 @@ pub(super) async fn cart_service_startup_loaded(
     let restart_rss = procstat::read(pid).map(|x| x.rss).unwrap_or(0);
     let mut metrics = Connection::new(format!("127.0.0.1:{port}"), Duration::from_secs(10));
     let response = metrics.get("/metrics").await?;
-    let reread = prometheus_value(
+    let reread = testkit::metrics::value(
         &String::from_utf8_lossy(&response.body),
         "cart_index_records_read_total",
     )
@@ -202,44 +202,4 @@ pub(super) async fn cart_service_startup_loaded(
         reread,
     });
     Ok(())
-}
-
-/// Reads a counter or gauge from a Prometheus text exposition (sum over its label sets).
-fn prometheus_value(text: &str, name: &str) -> Option<f64> {
-    let mut found = None;
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        if !(rest.starts_with(' ') || rest.starts_with('{')) {
-            continue;
-        }
-        if let Some(value) = rest
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.trim().parse::<f64>().ok())
-        {
-            *found.get_or_insert(0.0) += value;
-        }
-    }
-    found
-}
-
-#[cfg(test)]
-mod tests {
-    use super::prometheus_value;
-
-    #[test]
-    fn reads_counters_with_and_without_labels() {
-        let text = "# HELP x\norder_events_applied_total 42\nlag{partition=\"0\"} 3\nlag{partition=\"1\"} 4\nlagx 9\n";
-        assert_eq!(
-            prometheus_value(text, "order_events_applied_total"),
-            Some(42.0)
-        );
-        assert_eq!(prometheus_value(text, "lag"), Some(7.0));
-        assert_eq!(prometheus_value(text, "missing"), None);
-    }
 }

@@ -72,12 +72,7 @@ impl TestCart {
             .text()
             .await
             .unwrap();
-        text.lines()
-            .find_map(|line| {
-                let (series, value) = line.split_once(' ')?;
-                (series == name).then(|| value.trim().parse().unwrap())
-            })
-            .unwrap_or(0.0)
+        testkit::metrics::value(&text, name).unwrap_or(0.0)
     }
 
     /// Stops the service, keeping broker and registry; returns once its HTTP workers let go

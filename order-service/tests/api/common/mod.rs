@@ -184,13 +184,7 @@ pub async fn metric(http: &reqwest::Client, url: &str, series: &str) -> f64 {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .map(|v| v.trim().parse().unwrap())
-        })
-        .unwrap_or(0.0)
+    testkit::metrics::value(&text, series).unwrap_or(0.0)
 }
 
 /// Polls `check` until it is true (30 s at most), with the workspace's one wait loop.
