@@ -268,10 +268,20 @@ async fn start_up(
                 "reading the topic into the order index ({behind} records after the checkpoint)"
             )));
             state.progress.wait_for(&targets).await;
+            // The follower runs from here on: nothing below may fail the attempt (a retry would
+            // start a second follower), so a count that cannot be read is only logged.
             let store = Arc::clone(&state.store);
-            let indexed = tokio::task::spawn_blocking(move || store.len())
-                .await
-                .context("the index task failed")??;
+            let indexed = match tokio::task::spawn_blocking(move || store.len()).await {
+                Ok(Ok(indexed)) => indexed,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = format!("{e:#}"), "counting the order index");
+                    0
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "counting the order index");
+                    0
+                }
+            };
             metrics.set_indexed(indexed);
             tracing::info!(
                 schema_id = id,

@@ -36,9 +36,10 @@ pub struct Settings {
     #[arg(long, env = "DATA_DIR", default_value = "./data/cart-service")]
     pub data_dir: PathBuf,
     /// `fetch.wait.max.ms` of the consumer that reads the topic into the order index. A waiting
-    /// fetch costs the broker CPU while idle, and nothing waits on this consumer once ready:
-    /// a fetch with data is answered at once by Nisshi and Kafka (Tansu holds it this long).
-    #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = 100)]
+    /// fetch costs the broker CPU while idle, and nothing waits on this consumer once ready
+    /// but the release of memory; it also asks for 64 KiB per fetch, so under load a fetch
+    /// carries many records instead of one (Tansu holds every fetch this long).
+    #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = 500)]
     pub kafka_fetch_wait_max_ms: u32,
     /// ISO 4217 codes a generated order picks its currency from.
     #[arg(
