@@ -96,6 +96,13 @@ impl Application {
         let store = Arc::new(store::Store::open(&settings.data_dir)?);
         let progress = Arc::new(follow::Progress::default());
         let follow_metrics = follow::FollowMetrics::register(metrics.registry())?;
+        let in_memory = prometheus::IntGauge::new(
+            "cart_orders_in_memory",
+            "Orders held in memory: being changed, or written and not yet in the order index",
+        )?;
+        metrics.registry().register(Box::new(in_memory.clone()))?;
+        let (written, written_rx) = tokio::sync::mpsc::unbounded_channel();
+        let written_rx = Arc::new(tokio::sync::Mutex::new(written_rx));
         let pinger: BaseConsumer<KafkaContext> =
             kafka.client("the broker health client").create()?;
         let state = Data::new(AppState {
@@ -103,11 +110,13 @@ impl Application {
             store,
             progress,
             partitions: 0.into(),
+            written,
             publisher,
             codec,
             currencies,
             pinger,
             metrics,
+            in_memory,
             loading: Mutex::new(Some("starting".to_string())),
         });
         let (fatal_tx, fatal) = watch::channel(None);
@@ -117,6 +126,7 @@ impl Application {
             kafka,
             settings.clone(),
             follow_metrics,
+            written_rx,
             alive_rx,
             fatal_tx,
         ));
@@ -223,6 +233,7 @@ async fn start_up(
     kafka: KafkaSettings,
     settings: Settings,
     metrics: follow::FollowMetrics,
+    written: Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<follow::Written>>>,
     alive: watch::Receiver<()>,
     fatal: watch::Sender<Option<String>>,
 ) {
@@ -258,6 +269,7 @@ async fn start_up(
                 progress: Arc::clone(&state.progress),
                 orders: Arc::clone(&state.orders),
                 metrics: metrics.clone(),
+                written: Arc::clone(&written),
                 alive: alive.clone(),
             };
             let (targets, behind) = follower

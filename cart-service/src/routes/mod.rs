@@ -28,11 +28,15 @@ pub(crate) struct AppState {
     pub(crate) progress: Arc<Progress>,
     /// The topic's partition count, known once start-up created or found the topic.
     pub(crate) partitions: AtomicI32,
+    /// Acknowledged records, for the order index (indexed without reading them back).
+    pub(crate) written: tokio::sync::mpsc::UnboundedSender<crate::follow::Written>,
     pub(crate) publisher: Publisher,
     pub(crate) codec: Arc<OrderEventCodec>,
     pub(crate) currencies: Vec<Currency>,
     pub(crate) pinger: BaseConsumer<KafkaContext>,
     pub(crate) metrics: Metrics,
+    /// `cart_orders_in_memory`, set when scraped.
+    pub(crate) in_memory: prometheus::IntGauge,
     /// `None` once loaded; otherwise what start-up is doing or why it is stuck.
     pub(crate) loading: Mutex<Option<String>>,
 }

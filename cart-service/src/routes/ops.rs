@@ -54,5 +54,8 @@ pub(crate) async fn ready(state: Data<AppState>) -> HttpResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub(crate) async fn metrics(state: Data<AppState>) -> HttpResponse {
+    state
+        .in_memory
+        .set(i64::try_from(state.orders.len()).unwrap_or(i64::MAX));
     state.metrics.response()
 }

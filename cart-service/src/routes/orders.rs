@@ -26,10 +26,12 @@ use uuid::Uuid;
 
 use super::dto::OrderResponse;
 use super::AppState;
+use crate::follow::Written;
 use crate::generate;
 use crate::kafka::PublishError;
 use crate::orders::{InDoubt, Slot};
 use crate::request::{self, CreateOrder};
+use crate::store::Row;
 
 /// The request's ID, given by `service_kit::surface::observe` (which also echoes it in the
 /// answer's `X-Request-Id`).
@@ -136,6 +138,14 @@ async fn publish(
     {
         Ok((partition, offset)) => {
             tracing::info!(partition, offset, version = event.version(), "published");
+            let row = Row {
+                order_id: event.key().to_owned(),
+                version: event.version(),
+                partition,
+                record: payload,
+            };
+            // The follower ends only with the service; a send then fails harmlessly.
+            let _ = state.written.send(Written { offset, row });
             Ok((partition, offset))
         }
         Err(e @ (PublishError::Unavailable(_) | PublishError::Refused(_))) => {

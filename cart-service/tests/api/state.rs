@@ -169,3 +169,61 @@ async fn records_land_in_the_partition_kafkas_java_client_chooses() {
         );
     }
 }
+
+/// A record CartService did not write lands between its own: the index reads that hole instead
+/// of trusting only what CartService wrote, and its checkpoint passes it.
+#[tokio::test]
+async fn a_record_written_by_someone_else_gets_into_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let on_disk = |s: &mut cart_service::Settings| s.data_dir = data_dir(&dir);
+    let cart = TestCart::start().await;
+    let (broker, registry) = cart.stop().await;
+    let cart = TestCart::start_with(broker, registry, on_disk).await;
+    create_many(&cart, "H", 1).await;
+    let (_, created) = cart.events().await.pop().unwrap();
+    // Version 2 of H-0, written straight to its partition by another producer.
+    let confirmed = created
+        .status_updated(
+            order_events::OrderStatus::Confirmed,
+            uuid::Uuid::new_v4(),
+            chrono::Utc::now(),
+        )
+        .unwrap()
+        .unwrap();
+    let payload = cart.codec().encode(&confirmed).await.unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", cart.broker.bootstrap_servers())
+        .create()
+        .unwrap();
+    let partition = order_events::partition_for("H-0", 3);
+    producer
+        .send(
+            FutureRecord::to(order_events::ORDER_EVENTS_TOPIC)
+                .key("H-0")
+                .partition(partition)
+                .payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    // CartService's own writes after it, in every partition.
+    create_many(&cart, "J", 30).await;
+    wait_settled(&cart).await;
+    assert!(cart.metric("cart_index_records_read_total").await >= 1.0);
+    let (status, body) = cart
+        .update(json!({"orderId": "H-0", "status": "shipped"}))
+        .await;
+    assert_eq!(
+        (status, body["data"]["version"].clone()),
+        (200, json!(3)),
+        "built on the other producer's version 2: {body}"
+    );
+    wait_settled(&cart).await;
+    let (broker, registry) = cart.stop().await;
+    let cart = TestCart::start_with(broker, registry, on_disk).await;
+    assert_eq!(
+        cart.metric("cart_index_records_read_total").await,
+        0.0,
+        "the checkpoint passed the hole"
+    );
+}
