@@ -11,12 +11,12 @@
 //! the next create or update of that order first sends the same record again, and a retried
 //! create of an ID whose creation was in doubt answers 201 with that order.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Json};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use chrono::Utc;
-use std::sync::Arc;
-
 use order_events::{Order, OrderEvent, OrderId, OrderStatus};
 use serde_json::{Map, Value};
 use service_kit::http_error::HttpError;
