@@ -427,6 +427,18 @@ fn decode_basic(value: &[u8]) -> Result<(String, Vec<u8>), Denied> {
     Ok((user.to_string(), decoded[colon + 1..].to_vec()))
 }
 
+/// Answers a refused request after reading what is left of its body (within the body limit
+/// and [`DRAIN_LIMIT`]). Over HTTP/2 an answer that leaves the request body unread resets the
+/// stream, and a client still sending the body then sees a framing error (curl: "Stream error
+/// in the HTTP/2 framing layer") instead of the 401 or 403.
+async fn refuse(mut request: ServiceRequest, response: HttpResponse) -> ServiceResponse {
+    let _ = tokio::time::timeout(DRAIN_LIMIT, request.extract::<actix_web::web::Bytes>()).await;
+    request.into_response(response)
+}
+
+/// The longest a refused request's body is read before the refusal is sent anyway.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
 /// The 401 answer: Confluent's body and the header that makes browsers ask for a password.
 pub(crate) fn unauthorized() -> HttpResponse {
     let mut response =
@@ -505,7 +517,7 @@ pub(crate) async fn middleware(
             } else {
                 unauthorized()
             };
-            return Ok(request.into_response(response).map_into_right_body());
+            return Ok(refuse(request, response).await.map_into_right_body());
         }
     };
     if !principal.role.allows(access) {
@@ -516,7 +528,7 @@ pub(crate) async fn middleware(
             "write refused to a read-only user"
         );
         let response = forbidden(&principal, request.method(), request.path());
-        return Ok(request.into_response(response).map_into_right_body());
+        return Ok(refuse(request, response).await.map_into_right_body());
     }
     if access == Access::Write {
         // Who changed what: the access log line that follows has the outcome.

@@ -677,3 +677,46 @@ async fn with_auth_on_ready_names_the_failing_checks_but_keeps_kafkas_words_for_
     );
     Ok(())
 }
+
+/// A write refused before its body was read still gets its answer over HTTP/2: the registry
+/// reads the rest of the body first, so the stream is not reset under a client still sending
+/// (curl then failed with "Stream error in the HTTP/2 framing layer", now and then in CI).
+#[tokio::test]
+async fn a_refused_write_over_http2_gets_its_answer_not_a_reset() -> anyhow::Result<()> {
+    let r = SecureRegistry::start().await?;
+    let dir = tempfile::tempdir()?;
+    let body = dir.path().join("body.json");
+    // A large body (within the 2 MiB limit): the refusal comes while curl is still sending.
+    let schema = "x".repeat(1024 * 1024);
+    std::fs::write(&body, format!("{{\"schema\": \"\\\"{schema}\\\"\"}}"))?;
+    let ca = r.pki.ca_file().display().to_string();
+    let bob = format!("bob:{BOB_PASSWORD}");
+    let data = format!("@{}", body.display());
+    let url = format!("{}/subjects/big-value/versions", r.url);
+    for attempt in 0..10 {
+        let output = Command::new("curl")
+            .args([
+                "-sS",
+                "--http2",
+                "--max-time",
+                "30",
+                "-w",
+                "\n%{http_version} %{http_code}",
+            ])
+            .args(["--cacert", &ca, "-u", &bob, "-X", "POST"])
+            .args(["-H", "Content-Type: application/vnd.schemaregistry.v1+json"])
+            .args(["--data-binary", &data, &url])
+            .output()
+            .await?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "attempt {attempt}: curl failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let (answer, status) = stdout.rsplit_once('\n').context("curl's status line")?;
+        assert_eq!(status, "2 403", "attempt {attempt}: {stdout}");
+        assert_eq!(json(answer)?["error_code"], 40301, "{answer}");
+    }
+    Ok(())
+}
