@@ -307,11 +307,9 @@ pub fn send_signal(pid: u32, signal: &str) -> anyhow::Result<()> {
 pub fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    // One write: `write!` on a socket sends each formatted piece in its own packet.
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
     let mut head = [0_u8; 12];
     stream.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
@@ -459,9 +457,17 @@ mod tests {
         let port = listener.local_addr().expect("an address").port();
         let server = std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().expect("a connection");
-            let mut request = [0_u8; 256];
-            let n = stream.read(&mut request).expect("the request");
-            let request = String::from_utf8_lossy(&request[..n]).to_string();
+            // Up to the end of the head, however many reads it takes.
+            let mut request = Vec::new();
+            let mut buffer = [0_u8; 256];
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = stream.read(&mut buffer).expect("the request");
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buffer[..n]);
+            }
+            let request = String::from_utf8_lossy(&request).to_string();
             stream
                 .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
                 .expect("answers");
