@@ -102,17 +102,7 @@ impl Process {
             .spawn()
             .with_context(|| format!("starting {name} ({:?})", command.get_program()))?;
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let streams = [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ];
-        for stream in streams.into_iter().flatten() {
+        for stream in output_streams(&mut child) {
             let (name, output, lines) = (name.to_string(), output.clone(), Arc::clone(&lines));
             std::thread::spawn(move || forward(&name, stream, &output, &lines));
         }
@@ -313,6 +303,23 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut head = [0_u8; 12];
     stream.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// A child's stdout and stderr (those that were piped), to be read on threads of their own.
+pub fn output_streams(child: &mut Child) -> Vec<Box<dyn Read + Send>> {
+    [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Copies a child's stream line by line to where `output` says.

@@ -440,15 +440,7 @@ async fn a_60_kb_body_of_empty_items_gets_a_small_answer_that_counts_every_probl
 async fn made_up_methods_and_random_paths_add_no_metric_series() {
     let cart = TestCart::start().await;
     let series = || async {
-        let scrape = cart
-            .client
-            .get(format!("{}/metrics", cart.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let scrape = cart.scrape().await;
         let mut series: Vec<String> = scrape
             .lines()
             .filter(|l| l.starts_with("http_requests_total{") && !l.contains("/metrics"))

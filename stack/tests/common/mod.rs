@@ -7,7 +7,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use testkit::process::{Output, Process, Stopped};
@@ -156,23 +156,6 @@ impl Drop for Launched {
     }
 }
 
-/// A child's stdout and stderr (those that were piped), to be read on threads of their own.
-pub fn output_streams(child: &mut Child) -> Vec<Box<dyn Read + Send>> {
-    [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
-}
-
 /// What a child process printed, and how it ended (`None`: killed at the deadline).
 pub struct Finished {
     pub status: Option<ExitStatus>,
@@ -190,7 +173,7 @@ pub fn run_bounded(command: &mut Command, deadline: Duration) -> Finished {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {:?}: {e}", command.get_program()));
-    let readers: Vec<_> = output_streams(&mut child)
+    let readers: Vec<_> = testkit::process::output_streams(&mut child)
         .into_iter()
         .map(|mut stream| {
             std::thread::spawn(move || {

@@ -61,18 +61,21 @@ impl TestCart {
         cart
     }
 
-    /// A sample of `/metrics` (0 when absent).
-    pub async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .client
+    /// The whole `/metrics` text.
+    pub async fn scrape(&self) -> String {
+        self.client
             .get(format!("{}/metrics", self.url))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        testkit::metrics::value(&text, name).unwrap_or(0.0)
+            .unwrap()
+    }
+
+    /// A sample of `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        testkit::metrics::value(&self.scrape().await, name).unwrap_or(0.0)
     }
 
     /// Stops the service, keeping broker and registry; returns once its HTTP workers let go
