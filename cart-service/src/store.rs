@@ -25,7 +25,6 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS orders (
     order_id  TEXT PRIMARY KEY NOT NULL,
     version   INTEGER NOT NULL,
-    partition INTEGER NOT NULL,
     record    BLOB NOT NULL
 ) WITHOUT ROWID;
 ";
@@ -35,6 +34,8 @@ CREATE TABLE IF NOT EXISTS orders (
 pub(crate) struct Row {
     pub(crate) order_id: String,
     pub(crate) version: i64,
+    /// Where it was read or written (the follower's bookkeeping; not stored: it follows from
+    /// the order ID).
     pub(crate) partition: i32,
     pub(crate) record: Vec<u8>,
 }
@@ -69,22 +70,16 @@ impl Store {
         self.db
             .write(|tx| {
                 let mut upsert = tx.prepare_cached(
-                    "INSERT INTO orders (order_id, version, partition, record)
-                     VALUES (?1, ?2, ?3, ?4)
+                    "INSERT INTO orders (order_id, version, record)
+                     VALUES (?1, ?2, ?3)
                      ON CONFLICT (order_id) DO UPDATE SET
                          version = excluded.version,
-                         partition = excluded.partition,
                          record = excluded.record
                      WHERE excluded.version > orders.version",
                 )?;
                 for row in rows {
                     upsert
-                        .execute(params![
-                            row.order_id,
-                            row.version,
-                            row.partition,
-                            row.record
-                        ])
+                        .execute(params![row.order_id, row.version, row.record])
                         .with_context(|| format!("storing order {}", row.order_id))?;
                 }
                 store_offsets(tx, topic, offsets)
