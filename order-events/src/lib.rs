@@ -15,6 +15,8 @@
 //!   [`OrderEvent`];
 //! * [`avro`] — the explicit mapping between those types and Avro values;
 //! * [`wire`] — the Confluent framing, as pure functions;
+//! * [`fencing`] — which records count when CartService's ownership of a partition moves
+//!   ([`Fence`]: claims in the log, one reader rule for every reader);
 //! * [`partition`] — the partition of an order ID ([`partition_for`], the Java client's
 //!   murmur2 partitioner), which CartService routes and produces by;
 //! * [`reader`] — reading data written with any compatible (older or newer) writer schema;
@@ -52,6 +54,7 @@ pub mod avro;
 pub mod codec;
 pub mod domain;
 pub mod error;
+pub mod fencing;
 pub mod partition;
 pub mod reader;
 pub mod registry;
@@ -64,6 +67,7 @@ pub use domain::{
     OrderStatus, Quantity, Transition, MAX_ID_LEN,
 };
 pub use error::{ContractError, DecodeError, DomainError, FieldError, RegistryFailure, Violation};
+pub use fencing::Fence;
 pub use partition::partition_for;
 pub use reader::EventReader;
 pub use registry::{BasicAuth, CaCertificates, RegistryArgs, RegistryConfig};

@@ -29,12 +29,19 @@ use rusqlite::{params, Connection, OpenFlags, Transaction};
 /// How many idle read connections are kept.
 const READ_POOL: usize = 8;
 
-/// The offsets table every projection keeps.
+/// The tables every projection keeps: the next offset per partition, and the claim in effect
+/// where it stopped (`order_events::fencing`; none for a partition never claimed).
 const OFFSETS_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS offsets (
     topic       TEXT NOT NULL,
     partition   INTEGER NOT NULL,
     next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS claims (
+    topic        TEXT NOT NULL,
+    partition    INTEGER NOT NULL,
+    claim_offset INTEGER NOT NULL,
     PRIMARY KEY (topic, partition)
 ) WITHOUT ROWID;
 ";
@@ -156,6 +163,37 @@ impl Database {
         })
         .context("reading the stored offsets")
     }
+
+    /// The stored claims in effect of `topic`, by partition (see [`store_claims`]).
+    pub fn claims(&self, topic: &str) -> anyhow::Result<Vec<(i32, i64)>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT partition, claim_offset FROM claims WHERE topic = ?1 ORDER BY partition",
+            )?;
+            let rows = stmt.query_map([topic], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        })
+        .context("reading the stored claims")
+    }
+}
+
+/// Stores the claim in effect per partition of `topic` (the offset of the claim record), inside
+/// the caller's transaction: with the offsets, it is where a reader resumes.
+pub fn store_claims(
+    tx: &Transaction<'_>,
+    topic: &str,
+    claims: &[(i32, i64)],
+) -> anyhow::Result<()> {
+    let mut claim = tx.prepare_cached(
+        "INSERT INTO claims (topic, partition, claim_offset) VALUES (?1, ?2, ?3)
+         ON CONFLICT (topic, partition) DO UPDATE SET claim_offset = excluded.claim_offset",
+    )?;
+    for (partition, offset) in claims {
+        claim
+            .execute(params![topic, partition, offset])
+            .context("storing a claim")?;
+    }
+    Ok(())
 }
 
 /// Stores the next offset to consume per partition of `topic`, inside the caller's transaction.
@@ -196,14 +234,19 @@ mod tests {
             "CREATE TABLE IF NOT EXISTS x (v INTEGER);",
         )
         .unwrap();
-        db.write(|tx| store_offsets(tx, "topic", &[(0, 5), (2, 7)]))
-            .unwrap();
+        db.write(|tx| {
+            store_offsets(tx, "topic", &[(0, 5), (2, 7)])?;
+            store_claims(tx, "topic", &[(0, 3)])
+        })
+        .unwrap();
         let failed: anyhow::Result<()> = db.write(|tx| {
             store_offsets(tx, "topic", &[(0, 99)])?;
+            store_claims(tx, "topic", &[(0, 98)])?;
             anyhow::bail!("the batch failed")
         });
         assert!(failed.is_err());
         assert_eq!(db.offsets("topic").unwrap(), vec![(0, 5), (2, 7)]);
+        assert_eq!(db.claims("topic").unwrap(), vec![(0, 3)]);
         assert!(db.offsets("other").unwrap().is_empty());
     }
 
