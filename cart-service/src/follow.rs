@@ -18,24 +18,36 @@
 //! [`crate::orders`] which acknowledged events the index now holds, so their in-memory slots
 //! can go.
 //!
+//! Fencing (`order_events::fencing`, [`crate::own`]): the follower applies every partition in
+//! offset order through its [`Fence`], so it alone can tell whether a record counts. A handler's
+//! record waits (in [`Log`]) until every offset before it is known, and the handler is then
+//! told whether it counts ([`Written::verdict`]): a write is acknowledged only then. The
+//! follower also claims the partitions the group assigns here: it reads each to its end,
+//! appends a claim, and hands the partition to [`crate::own::Ownership`] once it read its own
+//! claim taking effect and stored everything before it.
+//!
 //! Failures: an unreadable record (poison) is skipped with a warning and a metric, as any reader
 //! of the topic does; a registry or disk failure is retried on the same record with a capped
 //! backoff and shown in `/ready` (`order_index`) meanwhile; nothing is ever skipped because of it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
 use futures::StreamExt;
-use order_events::OrderEventCodec;
+use order_events::fencing::{self, Marked};
+use order_events::{Fence, OrderEventCodec};
 use prometheus::{IntCounter, IntGauge, Registry};
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use service_kit::kafka::{watermarks, KafkaContext, KafkaSettings};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::kafka::Publisher;
 use crate::orders::Orders;
+use crate::own::{Command, Ownership};
 use crate::store::{Row, Store};
 
 /// Records applied per SQLite transaction, at most.
@@ -46,94 +58,248 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const GAP_CHECK: Duration = Duration::from_millis(250);
 
 /// A record this process wrote and the broker acknowledged: the follower indexes it without
-/// reading it back.
+/// reading it back, and tells the handler whether it counts.
 #[derive(Debug)]
 pub(crate) struct Written {
     pub(crate) offset: i64,
     pub(crate) row: Row,
+    /// The claim it was written under.
+    pub(crate) under: i64,
+    /// `true` once the record counts (no newer claim precedes it), `false` if it was fenced.
+    pub(crate) verdict: oneshot::Sender<bool>,
+}
+
+/// What the follower's channels carry: the handlers' records and the group's commands.
+pub(crate) struct Inbox {
+    pub(crate) written: mpsc::UnboundedReceiver<Written>,
+    pub(crate) commands: mpsc::UnboundedReceiver<Command>,
+}
+
+/// What applying records in order produced.
+#[derive(Default)]
+struct Outcome {
+    rows: Vec<Row>,
+    verdicts: Vec<(oneshot::Sender<bool>, bool)>,
+    /// Claims read: partition, offset, whether it took effect.
+    claims: Vec<(i32, i64, bool)>,
+}
+
+/// What to do with a record read from the topic.
+#[derive(Debug, PartialEq, Eq)]
+enum Read {
+    /// Already applied, or not an order record that counts: nothing.
+    Skip,
+    /// An order record that counts, not written by this process: decode and index it.
+    Decode,
 }
 
 /// The follower's bookkeeping of the log, per partition.
 ///
 /// Records reach the index two ways: those CartService wrote itself come from the handlers once
 /// acknowledged ([`Written`]), in offset order per partition but not exactly (handlers finish
-/// in any order); everything else (a record whose publish timed out but landed, or one another
-/// writer put there) can only be read from the topic. `next` is the checkpoint: everything
-/// before it is in the index. An acknowledged offset beyond it waits in `ahead` until the
-/// offsets before it are known. A partition whose checkpoint is stuck behind `ahead` for a whole
-/// [`GAP_CHECK`] has a record nobody told the follower about: the partition is read from its
-/// checkpoint until it passes what was ahead (`read_until`), and the records known to be
-/// indexed are skipped without decoding. At start-up every partition is read up to the end the
-/// topic had.
+/// in any order); everything else (a record whose publish timed out but landed, a claim, a
+/// record another instance wrote) can only be read from the topic. `next` is the checkpoint:
+/// everything before it is applied. An acknowledged record beyond it waits in `ahead` until the
+/// offsets before it are known, because a claim among them would fence it. A partition whose
+/// checkpoint is stuck behind `ahead` for a whole [`GAP_CHECK`] has a record nobody told the
+/// follower about: the partition is read from its checkpoint until it passes what was ahead
+/// (`read_until`), and the records known are taken from `ahead` without decoding. At start-up
+/// every partition is read up to the end the topic had; a partition being claimed, up to its
+/// end and then up to the claim.
+#[derive(Default)]
 struct Log {
     next: HashMap<i32, i64>,
-    ahead: HashMap<i32, std::collections::BTreeSet<i64>>,
+    ahead: HashMap<i32, BTreeMap<i64, Written>>,
     read_until: HashMap<i32, i64>,
     /// The checkpoint of each partition with records ahead, as of the last check.
     quiet: HashMap<i32, i64>,
+    fences: HashMap<i32, Fence>,
+    /// The claims that took effect, in offset order, per partition, since start: which one was
+    /// in effect at an offset already passed.
+    history: HashMap<i32, Vec<i64>>,
 }
 
 impl Log {
+    fn new(next: HashMap<i32, i64>, claims: &[(i32, i64)]) -> Log {
+        let mut log = Log {
+            next,
+            ..Log::default()
+        };
+        for (partition, claim) in claims {
+            log.fences.insert(*partition, Fence::new(Some(*claim)));
+            log.history.insert(*partition, vec![*claim]);
+        }
+        log
+    }
+
     /// The partitions being read.
     fn reading(&self) -> Vec<i32> {
         let mut partitions: Vec<i32> = self
             .read_until
             .iter()
-            .filter(|(p, until)| self.next.get(p).copied().unwrap_or(0) < **until)
+            .filter(|(p, until)| self.next(**p) < **until)
             .map(|(p, _)| *p)
             .collect();
         partitions.sort_unstable();
         partitions
     }
 
-    /// An acknowledged record at `offset`: whether to index it (not already indexed).
-    fn acknowledged(&mut self, partition: i32, offset: i64) -> bool {
-        let next = self.next.entry(partition).or_insert(0);
-        if offset < *next {
-            return false;
-        }
-        if offset == *next {
-            *next += 1;
-            let ahead = self.ahead.entry(partition).or_default();
-            while ahead.remove(next) {
-                *next += 1;
-            }
-        } else {
-            self.ahead.entry(partition).or_default().insert(offset);
-        }
-        true
+    fn next(&self, partition: i32) -> i64 {
+        self.next.get(&partition).copied().unwrap_or(0)
     }
 
-    /// A record read from the topic at `offset`: whether to decode and index it (not known).
-    fn read(&mut self, partition: i32, offset: i64) -> bool {
-        let next = self.next.entry(partition).or_insert(0);
-        if offset < *next {
-            return false;
+    /// The claim in effect per partition (stored with the offsets).
+    fn claims(&self) -> Vec<(i32, i64)> {
+        self.fences
+            .iter()
+            .filter_map(|(p, fence)| fence.current().map(|claim| (*p, claim)))
+            .collect()
+    }
+
+    /// Reads to at least `offset` (exclusive) in `partition`.
+    fn read_to(&mut self, partition: i32, offset: i64) {
+        let until = self.read_until.entry(partition).or_insert(0);
+        *until = (*until).max(offset);
+    }
+
+    /// Applies a record in log order through the partition's fence.
+    fn fence(&mut self, partition: i32, offset: i64, marked: Marked) -> bool {
+        let fence = self.fences.entry(partition).or_default();
+        let before = fence.current();
+        let counts = fence.apply(offset, marked);
+        if let Some(now) = fence.current().filter(|now| Some(*now) != before) {
+            self.history.entry(partition).or_default().push(now);
+        }
+        counts
+    }
+
+    /// The claim that was in effect at `offset` (already passed).
+    fn in_effect_at(&self, partition: i32, offset: i64) -> Option<i64> {
+        self.history
+            .get(&partition)
+            .and_then(|claims| claims.iter().rev().find(|claim| **claim < offset).copied())
+    }
+
+    /// An acknowledged record of this process.
+    fn acknowledged(&mut self, partition: i32, written: Written, out: &mut Outcome) {
+        if written.offset < self.next(partition) {
+            // Read from the topic before the handler told us: it was applied (or not) then.
+            let counts = self.in_effect_at(partition, written.offset) == Some(written.under);
+            out.verdicts.push((written.verdict, counts));
+            return;
+        }
+        self.ahead
+            .entry(partition)
+            .or_default()
+            .insert(written.offset, written);
+        self.drain(partition, out);
+    }
+
+    /// Applies the acknowledged records that are next in line.
+    fn drain(&mut self, partition: i32, out: &mut Outcome) {
+        loop {
+            let next = self.next(partition);
+            let Some(written) = self
+                .ahead
+                .get_mut(&partition)
+                .and_then(|ahead| ahead.remove(&next))
+            else {
+                return;
+            };
+            self.apply_own(partition, written, out);
+            self.next.insert(partition, next + 1);
+        }
+    }
+
+    fn apply_own(&mut self, partition: i32, written: Written, out: &mut Outcome) {
+        let counts = self.fence(
+            partition,
+            written.offset,
+            Marked::Order {
+                under: Some(written.under),
+            },
+        );
+        if counts {
+            out.rows.push(written.row);
+        }
+        out.verdicts.push((written.verdict, counts));
+    }
+
+    /// A record read from the topic at `offset`, with its fencing headers.
+    fn read(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        marked: Result<Marked, fencing::BadHeader>,
+        out: &mut Outcome,
+    ) -> Read {
+        if offset < self.next(partition) {
+            return Read::Skip;
+        }
+        // Records of ours before this offset that the read passed over are not in the log
+        // (cannot happen) or were missed: applied in order all the same.
+        let passed: Vec<i64> = self
+            .ahead
+            .get(&partition)
+            .map(|ahead| ahead.range(..offset).map(|(o, _)| *o).collect())
+            .unwrap_or_default();
+        for earlier in passed {
+            if let Some(written) = self
+                .ahead
+                .get_mut(&partition)
+                .and_then(|a| a.remove(&earlier))
+            {
+                self.apply_own(partition, written, out);
+            }
         }
         // Offsets missing from the log (control records, compaction) are passed over.
-        *next = offset + 1;
-        let ahead = self.ahead.entry(partition).or_default();
-        let known = ahead.remove(&offset);
-        while ahead.first().is_some_and(|first| *first < *next) {
-            ahead.pop_first();
-        }
-        while ahead.remove(next) {
-            *next += 1;
-        }
-        !known
+        self.next.insert(partition, offset + 1);
+        let action = match self
+            .ahead
+            .get_mut(&partition)
+            .and_then(|a| a.remove(&offset))
+        {
+            Some(written) => {
+                self.apply_own(partition, written, out);
+                Read::Skip
+            }
+            None => match marked {
+                Ok(marked @ Marked::Claim { .. }) => {
+                    let before = self.fences.get(&partition).and_then(Fence::current);
+                    self.fence(partition, offset, marked);
+                    let took_effect =
+                        self.fences.get(&partition).and_then(Fence::current) != before;
+                    out.claims.push((partition, offset, took_effect));
+                    Read::Skip
+                }
+                Ok(marked) if self.fence(partition, offset, marked) => Read::Decode,
+                Ok(_) => Read::Skip,
+                Err(e) => {
+                    tracing::warn!(partition, offset, error = %e, "skipping a record with a bad fencing header");
+                    Read::Skip
+                }
+            },
+        };
+        self.drain(partition, out);
+        action
     }
 
     /// Starts reading the partitions whose checkpoint has not moved while records waited ahead.
     fn look_for_gaps(&mut self) {
         let mut quiet = HashMap::new();
+        let mut stuck = Vec::new();
         for (partition, ahead) in &self.ahead {
-            let Some(last) = ahead.last() else { continue };
-            let next = self.next.get(partition).copied().unwrap_or(0);
+            let Some((last, _)) = ahead.last_key_value() else {
+                continue;
+            };
+            let next = self.next(*partition);
             if self.quiet.get(partition) == Some(&next) {
-                let until = self.read_until.entry(*partition).or_insert(0);
-                *until = (*until).max(last + 1);
+                stuck.push((*partition, last + 1));
             }
             quiet.insert(*partition, next);
+        }
+        for (partition, until) in stuck {
+            self.read_to(partition, until);
         }
         self.quiet = quiet;
     }
@@ -158,14 +324,6 @@ impl Progress {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&partition)
             .is_some_and(|next| *next > offset)
-    }
-
-    /// The next offset to apply, per partition.
-    fn snapshot(&self) -> HashMap<i32, i64> {
-        self.next
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
     }
 
     /// Whether every partition reached `targets` (next offsets).
@@ -249,6 +407,31 @@ impl FollowMetrics {
     }
 }
 
+/// A record's fencing headers, classified.
+fn marked(message: &rdkafka::message::BorrowedMessage<'_>) -> Result<Marked, fencing::BadHeader> {
+    let header = |name: &str| {
+        message
+            .headers()
+            .and_then(|headers| headers.iter().find(|h| h.key == name))
+            .and_then(|h| h.value)
+    };
+    fencing::classify(
+        header(fencing::CLAIM_HEADER),
+        header(fencing::WRITTEN_UNDER_HEADER),
+    )
+}
+
+/// Where a partition assigned here is in being claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Reading to the end the partition had when it was assigned.
+    CatchingUp,
+    /// The claim is being appended.
+    Appending,
+    /// The claim is at this offset: reading up to it to see whether it took effect.
+    Verifying(i64),
+}
+
 /// What the follower needs.
 pub(crate) struct Follower {
     pub(crate) kafka: KafkaSettings,
@@ -259,18 +442,20 @@ pub(crate) struct Follower {
     pub(crate) codec: Arc<OrderEventCodec>,
     pub(crate) progress: Arc<Progress>,
     pub(crate) orders: Arc<Orders>,
+    pub(crate) ownership: Arc<Ownership>,
+    pub(crate) publisher: Arc<Publisher>,
     pub(crate) metrics: FollowMetrics,
-    /// What the handlers wrote and the broker acknowledged (one receiver per service).
-    pub(crate) written: Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Written>>>,
+    /// What the handlers wrote and the group commands (one receiver per service).
+    pub(crate) inbox: Arc<tokio::sync::Mutex<Inbox>>,
     /// The service's lifetime: when its sender goes (the service stopped or was dropped), the
     /// follower stops and lets go of the index, so the data directory is free again.
     pub(crate) alive: watch::Receiver<()>,
 }
 
 impl Follower {
-    /// Assigns every partition at the index's checkpoint and starts following. Returns what
-    /// start-up must wait for: the high watermarks of this moment, and how many records lie
-    /// between the checkpoint and them.
+    /// Reads the index's checkpoint and starts following. Returns what start-up must wait for:
+    /// the high watermarks of this moment, and how many records lie between the checkpoint and
+    /// them.
     pub(crate) async fn start(self, timeout: Duration) -> anyhow::Result<(HashMap<i32, i64>, i64)> {
         let consumer: StreamConsumer<KafkaContext> = self
             .kafka
@@ -287,6 +472,7 @@ impl Follower {
             // Memory must not grow with the topic: a bounded prefetch (librdkafka's default
             // queues up to 64 MB).
             .tuning("queued.max.messages.kbytes", 8_192)
+            .tuning("isolation.level", "read_committed")
             .require(
                 "enable.auto.commit",
                 "false",
@@ -298,6 +484,13 @@ impl Follower {
             .await
             .context("Kafka broker unreachable")?;
         let mut stored = self.stored_offsets().await?;
+        let mut claims = {
+            let store = Arc::clone(&self.store);
+            let topic = self.topic.clone();
+            tokio::task::spawn_blocking(move || store.claims(&topic))
+                .await
+                .context("the claims task failed")??
+        };
         // A checkpoint past a partition's end was made on another topic of that name (a
         // recreated topic, a wiped broker): the index describes orders this topic does not
         // hold. Rebuilt from the topic, as a fresh instance would.
@@ -316,6 +509,7 @@ impl Follower {
                 .await
                 .context("the index task failed")??;
             stored.clear();
+            claims.clear();
         }
         let mut behind = 0;
         let mut targets = HashMap::new();
@@ -327,9 +521,10 @@ impl Follower {
             stored.insert(partition, start);
         }
         self.progress.advance(&stored);
-        let targets_for_run = targets.clone();
+        let mut log = Log::new(stored.clone(), &claims);
+        log.read_until.clone_from(&targets);
         tracing::info!(topic = %self.topic, resumed = ?stored, behind, "following the topic into the order index");
-        tokio::spawn(async move { self.run(consumer, targets_for_run).await });
+        tokio::spawn(async move { self.run(consumer, log).await });
         Ok((targets, behind))
     }
 
@@ -343,44 +538,44 @@ impl Follower {
             .collect())
     }
 
-    async fn run(
-        mut self,
-        consumer: Arc<StreamConsumer<KafkaContext>>,
-        targets: HashMap<i32, i64>,
-    ) {
-        let written = Arc::clone(&self.written);
-        let Ok(mut written) = written.try_lock() else {
+    async fn run(mut self, consumer: Arc<StreamConsumer<KafkaContext>>, mut log: Log) {
+        let inbox = Arc::clone(&self.inbox);
+        let Ok(mut inbox) = inbox.try_lock() else {
             // Another follower of this service already runs (it cannot: start-up starts one).
             tracing::error!("a second order index follower was started; stopping it");
             return;
         };
-        let mut log = Log {
-            next: self.progress.snapshot(),
-            ahead: HashMap::new(),
-            read_until: targets,
-            quiet: HashMap::new(),
-        };
+        let inbox = &mut *inbox;
         self.reassign(&consumer, &log);
         let mut chunks = consumer.stream().ready_chunks(BATCH);
         let mut gaps = tokio::time::interval(GAP_CHECK);
         let mut acked = Vec::with_capacity(BATCH);
         let mut stored = log.next.clone();
+        let mut stages: HashMap<i32, Stage> = HashMap::new();
+        let (appended_tx, mut appended) = mpsc::unbounded_channel::<(i32, i64)>();
         loop {
-            let mut rows = Vec::new();
+            let mut out = Outcome::default();
             let reading_before = log.reading();
             tokio::select! {
                 _ = self.alive.changed() => {
                     tracing::debug!("the service stopped; so does the order index follower");
                     return;
                 }
-                received = written.recv_many(&mut acked, BATCH) => {
+                received = inbox.written.recv_many(&mut acked, BATCH) => {
                     if received == 0 {
                         return;
                     }
-                    for record in acked.drain(..) {
-                        if log.acknowledged(record.row.partition, record.offset) {
-                            rows.push(record.row);
-                        }
+                    for written in acked.drain(..) {
+                        log.acknowledged(written.row.partition, written, &mut out);
+                    }
+                }
+                Some(command) = inbox.commands.recv() => {
+                    self.command(command, &consumer, &mut log, &mut stages).await;
+                }
+                Some((partition, offset)) = appended.recv() => {
+                    if stages.get(&partition) == Some(&Stage::Appending) {
+                        stages.insert(partition, Stage::Verifying(offset));
+                        log.read_to(partition, offset + 1);
                     }
                 }
                 chunk = chunks.next() => {
@@ -395,41 +590,81 @@ impl Follower {
                                 continue;
                             }
                         };
-                        if !log.read(message.partition(), message.offset()) {
+                        let marked = marked(&message);
+                        if log.read(message.partition(), message.offset(), marked, &mut out) == Read::Skip {
                             continue;
                         }
                         read += 1;
                         if let Some(row) = self.decode(&message).await {
-                            rows.push(row);
+                            out.rows.push(row);
                         }
                     }
                     self.metrics.applied.inc_by(read);
                 }
                 _ = gaps.tick() => log.look_for_gaps(),
             }
-            if rows.is_empty() && log.next == stored {
-                if log.reading() != reading_before {
-                    self.reassign(&consumer, &log);
-                }
-                continue;
+            let fenced = out.verdicts.iter().filter(|(_, counts)| !counts).count();
+            self.ownership
+                .metrics()
+                .fenced
+                .inc_by(u64::try_from(fenced).unwrap_or(u64::MAX));
+            for (verdict, counts) in out.verdicts.drain(..) {
+                // A handler that went away (client disconnected) no longer waits.
+                let _ = verdict.send(counts);
             }
-            let offsets: Vec<(i32, i64)> = log.next.iter().map(|(p, o)| (*p, *o)).collect();
-            let rows = Arc::new(rows);
-            self.retry("storing records in the order index", || {
-                let store = Arc::clone(&self.store);
-                let topic = self.topic.clone();
-                let rows = Arc::clone(&rows);
-                let offsets = offsets.clone();
-                async move {
-                    tokio::task::spawn_blocking(move || store.apply(&topic, &rows, &offsets))
+            let mut won = Vec::new();
+            for (partition, offset, took_effect) in out.claims.drain(..) {
+                if stages.get(&partition) != Some(&Stage::Verifying(offset)) {
+                    continue;
+                }
+                if took_effect {
+                    won.push((partition, offset));
+                    stages.remove(&partition);
+                } else {
+                    tracing::warn!(
+                        partition,
+                        offset,
+                        "our claim lost to another; claiming again"
+                    );
+                    self.ownership.claim_failed(true);
+                    stages.insert(partition, Stage::CatchingUp);
+                }
+            }
+            if !out.rows.is_empty() || log.next != stored || !won.is_empty() {
+                let offsets: Vec<(i32, i64)> = log.next.iter().map(|(p, o)| (*p, *o)).collect();
+                let claims = log.claims();
+                let rows = Arc::new(std::mem::take(&mut out.rows));
+                self.retry("storing records in the order index", || {
+                    let store = Arc::clone(&self.store);
+                    let topic = self.topic.clone();
+                    let rows = Arc::clone(&rows);
+                    let offsets = offsets.clone();
+                    let claims = claims.clone();
+                    async move {
+                        tokio::task::spawn_blocking(move || {
+                            store.apply(&topic, &rows, &offsets, &claims)
+                        })
                         .await
                         .context("the index task failed")?
+                    }
+                })
+                .await;
+                stored.clone_from(&log.next);
+                self.progress.advance(&log.next);
+                self.orders.evict_indexed(&self.progress);
+            }
+            // Owned only now: the index holds everything before the claim.
+            for (partition, claim) in won {
+                if self.ownership.claimed(partition, claim) {
+                    tracing::info!(
+                        partition,
+                        claim,
+                        "claim took effect; the partition is owned here"
+                    );
+                    self.announce(partition, claim);
                 }
-            })
-            .await;
-            stored.clone_from(&log.next);
-            self.progress.advance(&log.next);
-            self.orders.evict_indexed(&self.progress);
+            }
+            self.start_claims(&log, &mut stages, &appended_tx);
             if log.reading() != reading_before {
                 self.reassign(&consumer, &log);
             }
@@ -439,11 +674,127 @@ impl Follower {
             .set_problem(Some("the order index follower stopped".into()));
     }
 
+    /// The group assigned or revoked partitions.
+    async fn command(
+        &self,
+        command: Command,
+        consumer: &Arc<StreamConsumer<KafkaContext>>,
+        log: &mut Log,
+        stages: &mut HashMap<i32, Stage>,
+    ) {
+        match command {
+            Command::Own(partitions) => {
+                for partition in partitions {
+                    let end = self.end_of(consumer, partition).await;
+                    log.read_to(partition, end);
+                    stages.insert(partition, Stage::CatchingUp);
+                }
+            }
+            Command::Release(partitions) => {
+                for partition in partitions {
+                    stages.remove(&partition);
+                }
+            }
+        }
+    }
+
+    /// The high watermark of `partition`, retried until the broker answers.
+    async fn end_of(&self, consumer: &Arc<StreamConsumer<KafkaContext>>, partition: i32) -> i64 {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let consumer = Arc::clone(consumer);
+            let topic = self.topic.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5))
+            })
+            .await;
+            match result {
+                Ok(Ok((_, high))) => return high,
+                Ok(Err(e)) => {
+                    tracing::warn!(partition, error = %e, "reading a partition's end to claim it; retrying")
+                }
+                Err(e) => {
+                    tracing::warn!(partition, error = %e, "reading a partition's end to claim it; retrying")
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Appends a claim for every partition that has been read to its end.
+    fn start_claims(
+        &self,
+        log: &Log,
+        stages: &mut HashMap<i32, Stage>,
+        appended: &mpsc::UnboundedSender<(i32, i64)>,
+    ) {
+        for (partition, stage) in stages.iter_mut() {
+            let caught_up = log
+                .read_until
+                .get(partition)
+                .is_none_or(|until| log.next(*partition) >= *until);
+            if *stage != Stage::CatchingUp || !caught_up {
+                continue;
+            }
+            *stage = Stage::Appending;
+            let supersedes = log.fences.get(partition).and_then(Fence::current);
+            let partition = *partition;
+            let publisher = Arc::clone(&self.publisher);
+            let ownership = Arc::clone(&self.ownership);
+            let appended = appended.clone();
+            tokio::spawn(async move {
+                let mut backoff = Duration::from_millis(100);
+                let header = fencing::claim_header(supersedes);
+                while ownership.assigned_here(partition) {
+                    let headers = [
+                        (fencing::CLAIM_HEADER, header.as_str()),
+                        (fencing::CLAIMANT_HEADER, ownership.me()),
+                    ];
+                    match publisher.publish_claim(partition, &headers).await {
+                        Ok(offset) => {
+                            tracing::info!(partition, offset, supersedes = ?supersedes, "claim appended");
+                            let _ = appended.send((partition, offset));
+                            return;
+                        }
+                        Err(e) => {
+                            ownership.claim_failed(false);
+                            tracing::warn!(partition, error = %e, "appending a claim failed; retrying");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// Publishes that `partition` is owned here under `claim` to the owner map.
+    fn announce(&self, partition: i32, claim: i64) {
+        let publisher = Arc::clone(&self.publisher);
+        let ownership = Arc::clone(&self.ownership);
+        let topic = crate::own::owners_topic(&self.topic);
+        tokio::spawn(async move {
+            let (key, value) = crate::own::owner_record(partition, claim, ownership.me());
+            let mut backoff = Duration::from_millis(100);
+            while ownership.holds(partition, claim) {
+                match publisher.publish_to(&topic, &key, &value).await {
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::warn!(partition, error = %e, "publishing to the owner map failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                }
+            }
+        });
+    }
+
     /// Reads exactly the partitions that have something to read, from their checkpoints.
     fn reassign(&self, consumer: &StreamConsumer<KafkaContext>, log: &Log) {
         let mut assignment = TopicPartitionList::new();
         for partition in log.reading() {
-            let next = log.next.get(&partition).copied().unwrap_or(0);
+            let next = log.next(partition);
             if let Err(e) =
                 assignment.add_partition_offset(&self.topic, partition, Offset::Offset(next))
             {
@@ -521,57 +872,122 @@ impl Follower {
 mod log_tests {
     use super::*;
 
+    const ORDER: Marked = Marked::Order { under: None };
+
     fn log(next: i64) -> Log {
-        Log {
-            next: HashMap::from([(0, next)]),
-            ahead: HashMap::new(),
-            read_until: HashMap::new(),
-            quiet: HashMap::new(),
+        Log::new(HashMap::from([(0, next)]), &[(0, 3)])
+    }
+
+    /// A record of ours at `offset` written under `under`, and the handler's end.
+    fn ours(offset: i64, under: i64) -> (Written, oneshot::Receiver<bool>) {
+        let (verdict, answer) = oneshot::channel();
+        let row = Row {
+            order_id: format!("O-{offset}"),
+            version: 1,
+            partition: 0,
+            record: vec![],
+        };
+        (
+            Written {
+                offset,
+                row,
+                under,
+                verdict,
+            },
+            answer,
+        )
+    }
+
+    fn settle(out: Outcome) -> Vec<String> {
+        for (verdict, counts) in out.verdicts {
+            let _ = verdict.send(counts);
         }
+        out.rows.into_iter().map(|r| r.order_id).collect()
     }
 
     #[test]
-    fn acknowledged_records_move_the_checkpoint_in_order_only() {
+    fn acknowledged_records_count_in_order_only() {
         let mut log = log(10);
-        assert!(log.acknowledged(0, 11)); // 10 not known yet: 11 waits ahead
+        let mut out = Outcome::default();
+        let (w11, mut a11) = ours(11, 3);
+        log.acknowledged(0, w11, &mut out);
+        assert!(out.verdicts.is_empty(), "10 is not known yet: 11 waits");
         assert_eq!(log.next[&0], 10);
-        assert!(log.acknowledged(0, 10)); // now both
+        let (w10, mut a10) = ours(10, 3);
+        log.acknowledged(0, w10, &mut out);
+        assert_eq!(settle(out), vec!["O-10", "O-11"]);
         assert_eq!(log.next[&0], 12);
-        assert!(!log.acknowledged(0, 11), "already indexed");
+        assert_eq!((a10.try_recv(), a11.try_recv()), (Ok(true), Ok(true)));
         assert!(log.reading().is_empty());
     }
 
     #[test]
-    fn a_hole_that_stays_is_read_and_known_records_are_skipped() {
+    fn a_hole_that_stays_is_read_and_a_claim_in_it_fences_what_follows() {
         let mut log = log(10);
-        assert!(log.acknowledged(0, 11));
-        assert!(log.acknowledged(0, 12));
+        let mut out = Outcome::default();
+        let (w11, mut a11) = ours(11, 3);
+        let (w12, mut a12) = ours(12, 3);
+        log.acknowledged(0, w11, &mut out);
+        log.acknowledged(0, w12, &mut out);
         log.look_for_gaps();
         assert!(log.reading().is_empty(), "one quiet check is not enough");
         log.look_for_gaps();
+        assert_eq!(log.reading(), vec![0], "the checkpoint stayed behind");
+        // Another instance claimed the partition at 10.
+        let claim = Ok(Marked::Claim {
+            supersedes: Some(3),
+        });
+        assert_eq!(log.read(0, 10, claim, &mut out), Read::Skip);
+        assert_eq!(out.claims, vec![(0, 10, true)]);
+        assert_eq!(log.next[&0], 13, "the known ones after it are applied");
+        assert!(settle(out).is_empty(), "and do not count");
+        assert_eq!((a11.try_recv(), a12.try_recv()), (Ok(false), Ok(false)));
+        let mut out = Outcome::default();
         assert_eq!(
-            log.reading(),
-            vec![0],
-            "the checkpoint stayed behind what waits ahead"
-        );
-        assert!(log.read(0, 10), "the unknown record is decoded");
-        assert_eq!(log.next[&0], 13, "and the known ones after it count");
-        assert!(
-            !log.read(0, 11) && !log.read(0, 12),
-            "known records are not decoded"
+            log.read(0, 11, Ok(ORDER), &mut out),
+            Read::Skip,
+            "already applied"
         );
         assert!(log.reading().is_empty(), "done once past what was ahead");
+        assert_eq!(log.claims(), vec![(0, 10)]);
     }
 
     #[test]
-    fn start_up_reads_to_the_end_and_skips_missing_offsets() {
+    fn records_read_from_the_topic_count_by_the_fence() {
         let mut log = log(0);
-        log.read_until.insert(0, 5);
-        assert_eq!(log.reading(), vec![0]);
-        assert!(log.read(0, 0));
-        assert!(log.read(0, 3), "offsets 1 and 2 are not in the log");
-        assert_eq!(log.next[&0], 4);
-        assert!(log.read(0, 4));
-        assert!(log.reading().is_empty());
+        log.read_until.insert(0, 9);
+        let mut out = Outcome::default();
+        assert_eq!(log.read(0, 0, Ok(ORDER), &mut out), Read::Decode);
+        assert_eq!(
+            log.read(0, 2, Ok(Marked::Order { under: Some(3) }), &mut out),
+            Read::Decode,
+            "offset 1 is not in the log; under the claim in effect"
+        );
+        assert_eq!(log.next[&0], 3);
+        let lost = Ok(Marked::Claim {
+            supersedes: Some(1),
+        });
+        assert_eq!(log.read(0, 3, lost, &mut out), Read::Skip);
+        let won = Ok(Marked::Claim {
+            supersedes: Some(3),
+        });
+        assert_eq!(log.read(0, 4, won, &mut out), Read::Skip);
+        assert_eq!(out.claims, vec![(0, 3, false), (0, 4, true)]);
+        assert_eq!(
+            log.read(0, 5, Ok(Marked::Order { under: Some(3) }), &mut out),
+            Read::Skip,
+            "a zombie's record"
+        );
+        assert_eq!(
+            log.read(0, 6, Ok(Marked::Order { under: Some(4) }), &mut out),
+            Read::Decode
+        );
+        // A handler that tells us late about its record at 5 (written under 3) and at 6.
+        let (w5, mut a5) = ours(5, 3);
+        let (w6, mut a6) = ours(6, 4);
+        log.acknowledged(0, w5, &mut out);
+        log.acknowledged(0, w6, &mut out);
+        settle(out);
+        assert_eq!((a5.try_recv(), a6.try_recv()), (Ok(false), Ok(true)));
     }
 }

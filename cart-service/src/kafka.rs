@@ -115,18 +115,44 @@ impl Publisher {
         payload: &[u8],
         headers: &[(&str, &str)],
     ) -> Result<(i32, i64), PublishError> {
-        let mut kafka_headers = OwnedHeaders::new();
-        for (name, value) in headers {
-            kafka_headers = kafka_headers.insert(Header {
-                key: name,
-                value: Some(*value),
-            });
-        }
         let record = FutureRecord::to(&self.topic)
             .key(key)
             .partition(partition)
             .payload(payload)
-            .headers(kafka_headers);
+            .headers(kafka_headers(headers));
+        self.send(record).await
+    }
+
+    /// Appends a claim of `partition` (no key, no value, `order_events::fencing` headers) and
+    /// returns its offset once acknowledged.
+    pub(crate) async fn publish_claim(
+        &self,
+        partition: i32,
+        headers: &[(&str, &str)],
+    ) -> Result<i64, PublishError> {
+        let record: FutureRecord<'_, (), ()> = FutureRecord::to(&self.topic)
+            .partition(partition)
+            .headers(kafka_headers(headers));
+        Ok(self.send(record).await?.1)
+    }
+
+    /// Sends one keyed record to another topic (the ownership map), waiting for the
+    /// acknowledgement.
+    pub(crate) async fn publish_to(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+    ) -> Result<(i32, i64), PublishError> {
+        self.send(FutureRecord::to(topic).key(key).payload(payload))
+            .await
+    }
+
+    async fn send<K, P>(&self, record: FutureRecord<'_, K, P>) -> Result<(i32, i64), PublishError>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
         let started = Instant::now();
         let producer = self.producer();
         let sent =
@@ -196,12 +222,28 @@ impl Publisher {
         tokio::task::spawn_blocking(move || drop((old, failed)));
     }
 
+    /// The publish timeout: the longest a publish, and its verdict, may take.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Waits until everything sent is acknowledged (graceful shutdown).
     pub(crate) fn flush(&self, timeout: Duration) {
         if let Err(e) = self.producer().flush(timeout) {
             tracing::warn!(error = %e, "flush at shutdown did not complete");
         }
     }
+}
+
+fn kafka_headers(headers: &[(&str, &str)]) -> OwnedHeaders {
+    headers
+        .iter()
+        .fold(OwnedHeaders::new(), |all, (name, value)| {
+            all.insert(Header {
+                key: name,
+                value: Some(*value),
+            })
+        })
 }
 
 fn classify(error: KafkaError, metrics: &PublishMetrics) -> PublishError {

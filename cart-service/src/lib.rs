@@ -42,6 +42,7 @@ mod generate;
 mod kafka;
 mod openapi;
 mod orders;
+mod own;
 mod request;
 mod routes;
 mod settings;
@@ -74,16 +75,28 @@ impl Application {
             .context("ORDER_CURRENCIES must be ISO 4217 codes")?;
         anyhow::ensure!(!currencies.is_empty(), "ORDER_CURRENCIES is empty");
         let kafka = settings.kafka.resolve()?;
+        let listener = service_kit::bind(&settings.api_host, settings.api_port)?;
+        let port = listener
+            .local_addr()
+            .context("reading the bound port")?
+            .port();
+        let advertised = settings.cart_advertised_url.clone().unwrap_or_else(|| {
+            let host = match settings.api_host.as_str() {
+                "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+                host => host,
+            };
+            format!("http://{host}:{port}")
+        });
         let metrics = Metrics::new()?;
         let publish_metrics = kafka::PublishMetrics::register(metrics.registry())?;
         let timeout = settings.publish_timeout();
-        let publisher = kafka::Publisher::new(
+        let publisher = Arc::new(kafka::Publisher::new(
             &kafka,
             &settings.kafka_topic,
             timeout,
             settings.kafka_linger_ms,
             publish_metrics,
-        )?;
+        )?);
         let registry = settings
             .registry
             .resolve()
@@ -96,15 +109,30 @@ impl Application {
         let store = Arc::new(store::Store::open(&settings.data_dir)?);
         let progress = Arc::new(follow::Progress::default());
         let follow_metrics = follow::FollowMetrics::register(metrics.registry())?;
+        let ownership = Arc::new(own::Ownership::new(
+            advertised.trim_end_matches('/').to_string(),
+            own::OwnMetrics::register(metrics.registry())?,
+        ));
         let in_memory = prometheus::IntGauge::new(
             "cart_orders_in_memory",
             "Orders held in memory: being changed, or written and not yet in the order index",
         )?;
         metrics.registry().register(Box::new(in_memory.clone()))?;
         let (written, written_rx) = tokio::sync::mpsc::unbounded_channel();
-        let written_rx = Arc::new(tokio::sync::Mutex::new(written_rx));
+        let (commands, commands_rx) = tokio::sync::mpsc::unbounded_channel();
+        let inbox = Arc::new(tokio::sync::Mutex::new(follow::Inbox {
+            written: written_rx,
+            commands: commands_rx,
+        }));
         let pinger: BaseConsumer<KafkaContext> =
             kafka.client("the broker health client").create()?;
+        // A forwarded request waits for the owner's publish, bounded by the same timeout.
+        let forwarder = reqwest::Client::builder()
+            .timeout(timeout + Duration::from_secs(2))
+            .connect_timeout(Duration::from_secs(2))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("building the forwarding client")?;
         let state = Data::new(AppState {
             orders: Arc::new(orders::Orders::new(Arc::clone(&progress))),
             store,
@@ -117,6 +145,8 @@ impl Application {
             pinger,
             metrics,
             in_memory,
+            ownership,
+            forwarder,
             loading: Mutex::new(Some("starting".to_string())),
         });
         let (fatal_tx, fatal) = watch::channel(None);
@@ -126,16 +156,12 @@ impl Application {
             kafka,
             settings.clone(),
             follow_metrics,
-            written_rx,
+            inbox,
+            commands,
             alive_rx,
             fatal_tx,
         ));
 
-        let listener = service_kit::bind(&settings.api_host, settings.api_port)?;
-        let port = listener
-            .local_addr()
-            .context("reading the bound port")?
-            .port();
         let server_state = state.clone();
         let max_body = settings.max_body_bytes;
         let server = HttpServer::new(move || {
@@ -217,6 +243,58 @@ pub async fn spawn(settings: Settings) -> anyhow::Result<Running> {
     Ok(Running::new(app.port(), app.run_until_stopped()))
 }
 
+/// Joins the partition-ownership group and starts reading the owner map, retrying until both
+/// started (creating the clients can only fail on settings librdkafka rejects).
+async fn join_group(
+    state: &AppState,
+    kafka: &KafkaSettings,
+    settings: &Settings,
+    commands: &tokio::sync::mpsc::UnboundedSender<own::Command>,
+    alive: &watch::Receiver<()>,
+) {
+    let membership = own::Membership {
+        group_id: settings.cart_group_id.clone(),
+        instance_id: settings.cart_instance_id.clone(),
+        session_timeout_ms: settings.cart_session_timeout_ms,
+    };
+    let mut backoff = Duration::from_millis(200);
+    state.set_loading(Some("joining the partition-ownership group".into()));
+    let mut map_followed = false;
+    loop {
+        let started = if map_followed {
+            Ok(())
+        } else {
+            own::follow_owner_map(
+                kafka,
+                &settings.kafka_topic,
+                Arc::clone(&state.ownership),
+                alive.clone(),
+            )
+        }
+        .and_then(|()| {
+            map_followed = true;
+            own::join(
+                kafka,
+                &settings.kafka_topic,
+                &membership,
+                Arc::clone(&state.ownership),
+                commands.clone(),
+                alive.clone(),
+            )
+        });
+        match started {
+            Ok(()) => return,
+            Err(e) => {
+                let problem = format!("joining the partition-ownership group: {e:#}");
+                tracing::error!(error = problem, "retrying");
+                state.set_loading(Some(problem));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 /// The registry refused our credentials or certificate check, or the schema itself.
 fn is_fatal_registry_error(error: &anyhow::Error) -> bool {
     error.chain().any(|e| {
@@ -233,7 +311,8 @@ async fn start_up(
     kafka: KafkaSettings,
     settings: Settings,
     metrics: follow::FollowMetrics,
-    written: Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<follow::Written>>>,
+    inbox: Arc<tokio::sync::Mutex<follow::Inbox>>,
+    commands: tokio::sync::mpsc::UnboundedSender<own::Command>,
     alive: watch::Receiver<()>,
     fatal: watch::Sender<Option<String>>,
 ) {
@@ -252,6 +331,9 @@ async fn start_up(
                 .await
                 .context("Kafka broker unreachable")?;
             state.partitions.store(partitions, Ordering::Release);
+            own::ensure_owners_topic(&kafka, &settings.kafka_topic, timeout)
+                .await
+                .context("Kafka broker unreachable")?;
             state.set_loading(Some("registering the schema".into()));
             let id = state
                 .codec
@@ -268,8 +350,10 @@ async fn start_up(
                 codec: Arc::clone(&state.codec),
                 progress: Arc::clone(&state.progress),
                 orders: Arc::clone(&state.orders),
+                ownership: Arc::clone(&state.ownership),
+                publisher: Arc::clone(&state.publisher),
                 metrics: metrics.clone(),
-                written: Arc::clone(&written),
+                inbox: Arc::clone(&inbox),
                 alive: alive.clone(),
             };
             let (targets, behind) = follower
@@ -281,7 +365,13 @@ async fn start_up(
             )));
             state.progress.wait_for(&targets).await;
             // The follower runs from here on: nothing below may fail the attempt (a retry would
-            // start a second follower), so a count that cannot be read is only logged.
+            // start a second follower), so what cannot start is retried here, and a count that
+            // cannot be read is only logged.
+            join_group(&state, &kafka, &settings, &commands, &alive).await;
+            state.set_loading(Some(
+                "claiming the partitions the group assigned to this instance".into(),
+            ));
+            state.ownership.wait_settled().await;
             let store = Arc::clone(&state.store);
             let indexed = match tokio::task::spawn_blocking(move || store.len()).await {
                 Ok(Ok(indexed)) => indexed,
@@ -295,9 +385,11 @@ async fn start_up(
                 }
             };
             metrics.set_indexed(indexed);
+            let (owned, _) = state.ownership.partitions();
             tracing::info!(
                 schema_id = id,
                 partitions,
+                owned = ?owned,
                 records_after_checkpoint = behind,
                 orders = indexed,
                 elapsed_ms = started.elapsed().as_millis() as u64,

@@ -18,6 +18,12 @@
 //! that exact event again (same content, same event id, same version) until the broker
 //! acknowledges it, and only then goes on. Whether the first send landed or not, the topic then
 //! holds that one version with that one content (perhaps twice, which readers apply once).
+//!
+//! A slot is valid under one claim of its partition ([`Slot::claim`], [`crate::own`]): when the
+//! partition was lost and claimed again, what the slot remembers may have been overtaken by
+//! another owner, so it is emptied and loaded again from the index, which holds everything
+//! before the new claim. An event in doubt is dropped with it: if it landed before the new
+//! claim it is in the index; if after, it does not count.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -49,9 +55,21 @@ pub(crate) struct Slot {
     /// The next event (version `acknowledged + 1`, or 1), sent without a definite outcome. While
     /// it is here no other event of this order is published.
     pub(crate) in_doubt: Option<InDoubt>,
+    /// The claim of the order's partition this slot was loaded under.
+    pub(crate) claim: Option<i64>,
 }
 
 impl Slot {
+    /// Empties the slot unless it was loaded under `claim` (see the module docs).
+    pub(crate) fn hold_under(&mut self, claim: i64) {
+        if self.claim != Some(claim) {
+            *self = Slot {
+                claim: Some(claim),
+                ..Slot::default()
+            };
+        }
+    }
+
     /// Nothing here that the index does not hold.
     fn indexed(&self, progress: &Progress) -> bool {
         self.in_doubt.is_none()

@@ -49,6 +49,22 @@ pub struct Settings {
         value_delimiter = ','
     )]
     pub order_currencies: Vec<String>,
+    /// Instances with the same group share the topic's partitions: each owns some (a Kafka
+    /// consumer group) and forwards requests for the others to their owner.
+    #[arg(long, env = "CART_GROUP_ID", default_value = "cart-service")]
+    pub cart_group_id: String,
+    /// The URL other instances forward requests to (default `http://<API_HOST>:<port>`, with
+    /// 127.0.0.1 for an unspecified host).
+    #[arg(long, env = "CART_ADVERTISED_URL")]
+    pub cart_advertised_url: Option<String>,
+    /// A stable name for this instance in the group (`group.instance.id`, static membership):
+    /// a restart within the session timeout keeps its partitions without a rebalance.
+    #[arg(long, env = "CART_INSTANCE_ID")]
+    pub cart_instance_id: Option<String>,
+    /// How long the group waits for a silent instance before giving its partitions to
+    /// others (`session.timeout.ms`): the longest a crashed instance's partitions answer 503.
+    #[arg(long, env = "CART_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub cart_session_timeout_ms: u32,
     /// The largest request body accepted (413 beyond).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -72,6 +88,10 @@ impl Settings {
             kafka_fetch_wait_max_ms: 10,
             order_currencies: vec!["USD".into(), "EUR".into(), "GBP".into()],
             max_body_bytes: 64 * 1024,
+            cart_group_id: "cart-service".into(),
+            cart_advertised_url: None,
+            cart_instance_id: None,
+            cart_session_timeout_ms: 6_000,
         }
     }
 

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use rusqlite::{params, OptionalExtension};
-use service_kit::sqlite::{store_offsets, Database};
+use service_kit::sqlite::{store_claims, store_offsets, Database};
 
 /// The file name of the database inside `DATA_DIR`.
 const DB_FILE: &str = "orders.db";
@@ -60,12 +60,19 @@ impl Store {
         self.db.offsets(topic)
     }
 
-    /// Applies rows (newer versions only) and stores the offsets, in one transaction.
+    /// The claim in effect per partition where the index stopped (`order_events::fencing`).
+    pub(crate) fn claims(&self, topic: &str) -> anyhow::Result<Vec<(i32, i64)>> {
+        self.db.claims(topic)
+    }
+
+    /// Applies rows (newer versions only) and stores the offsets and the claims in effect
+    /// there, in one transaction.
     pub(crate) fn apply(
         &self,
         topic: &str,
         rows: &[Row],
         offsets: &[(i32, i64)],
+        claims: &[(i32, i64)],
     ) -> anyhow::Result<()> {
         self.db
             .write(|tx| {
@@ -82,7 +89,8 @@ impl Store {
                         .execute(params![row.order_id, row.version, row.record])
                         .with_context(|| format!("storing order {}", row.order_id))?;
                 }
-                store_offsets(tx, topic, offsets)
+                store_offsets(tx, topic, offsets)?;
+                store_claims(tx, topic, claims)
             })
             .context("applying records to the order index")
     }
@@ -91,7 +99,7 @@ impl Store {
     pub(crate) fn clear(&self) -> anyhow::Result<()> {
         self.db
             .write(|tx| {
-                tx.execute_batch("DELETE FROM orders; DELETE FROM offsets;")?;
+                tx.execute_batch("DELETE FROM orders; DELETE FROM offsets; DELETE FROM claims;")?;
                 Ok(())
             })
             .context("clearing the order index")
@@ -135,19 +143,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store
-            .apply("t", &[row("A", 1, b"a1"), row("A", 2, b"a2")], &[(1, 2)])
+            .apply(
+                "t",
+                &[row("A", 1, b"a1"), row("A", 2, b"a2")],
+                &[(1, 2)],
+                &[(1, 0)],
+            )
             .unwrap();
         // A duplicate and an older version change nothing.
         store
-            .apply("t", &[row("A", 2, b"dup"), row("A", 1, b"old")], &[(1, 4)])
+            .apply(
+                "t",
+                &[row("A", 2, b"dup"), row("A", 1, b"old")],
+                &[(1, 4)],
+                &[],
+            )
             .unwrap();
         assert_eq!(store.get("A").unwrap(), Some((2, b"a2".to_vec())));
         assert_eq!(store.get("B").unwrap(), None);
         assert_eq!(store.offsets("t").unwrap(), vec![(1, 4)]);
+        assert_eq!(store.claims("t").unwrap(), vec![(1, 0)]);
         assert_eq!(store.len().unwrap(), 1);
         store.clear().unwrap();
         assert_eq!(store.len().unwrap(), 0);
         assert!(store.offsets("t").unwrap().is_empty());
+        assert!(store.claims("t").unwrap().is_empty());
     }
 
     #[test]
@@ -155,10 +175,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            store.apply("t", &[row("A", 3, b"a3")], &[(1, 9)]).unwrap();
+            store
+                .apply("t", &[row("A", 3, b"a3")], &[(1, 9)], &[(1, 5)])
+                .unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.get("A").unwrap(), Some((3, b"a3".to_vec())));
         assert_eq!(store.offsets("t").unwrap(), vec![(1, 9)]);
+        assert_eq!(store.claims("t").unwrap(), vec![(1, 5)]);
     }
 }

@@ -23,6 +23,7 @@
 //! A writer acknowledges a record only once it has seen, in log order, that the record counts.
 //! Java consumers with Confluent's deserializer read a claim as a null value and skip it.
 
+use std::collections::HashMap;
 use std::fmt;
 
 /// On a claim record: the offset of the claim it supersedes, or `none`.
@@ -144,6 +145,26 @@ impl Fence {
     }
 }
 
+/// The fences of every partition of a topic read from its beginning: for readers that keep no
+/// state of their own (a scan, a test reading the topic back).
+#[derive(Debug, Clone, Default)]
+pub struct Fences(HashMap<i32, Fence>);
+
+impl Fences {
+    /// Whether the record at `offset` of `partition` (records of a partition in offset order)
+    /// is an order record that counts; `header` gives a header's value by name. A claim, a
+    /// fenced record and one with a bad header do not.
+    pub fn counts<'a>(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        header: impl Fn(&str) -> Option<&'a [u8]>,
+    ) -> bool {
+        classify(header(CLAIM_HEADER), header(WRITTEN_UNDER_HEADER))
+            .is_ok_and(|marked| self.0.entry(partition).or_default().apply(offset, marked))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +225,23 @@ mod tests {
         let mut fence = Fence::default();
         assert!(!fence.apply(0, Marked::Claim { supersedes: None }));
         assert!(fence.apply(1, Marked::Order { under: Some(0) }));
+    }
+
+    #[test]
+    fn fences_of_a_topic_are_kept_per_partition() {
+        let claim =
+            |value: &'static [u8]| move |name: &str| (name == CLAIM_HEADER).then_some(value);
+        let under = |value: &'static [u8]| {
+            move |name: &str| (name == WRITTEN_UNDER_HEADER).then_some(value)
+        };
+        let mut fences = Fences::default();
+        assert!(!fences.counts(0, 0, claim(b"none")));
+        assert!(!fences.counts(1, 0, claim(b"none")));
+        assert!(!fences.counts(0, 1, claim(b"0")));
+        assert!(!fences.counts(0, 2, under(b"0")), "fenced in partition 0");
+        assert!(fences.counts(1, 1, under(b"0")), "not in partition 1");
+        assert!(fences.counts(0, 3, under(b"1")));
+        assert!(!fences.counts(0, 4, under(b"x")));
+        assert!(fences.counts(0, 5, |_| None), "outside the protocol");
     }
 }

@@ -67,7 +67,7 @@ pub use domain::{
     OrderStatus, Quantity, Transition, MAX_ID_LEN,
 };
 pub use error::{ContractError, DecodeError, DomainError, FieldError, RegistryFailure, Violation};
-pub use fencing::Fence;
+pub use fencing::{Fence, Fences};
 pub use partition::partition_for;
 pub use reader::EventReader;
 pub use registry::{BasicAuth, CaCertificates, RegistryArgs, RegistryConfig};

@@ -4,6 +4,7 @@
 //! builds the state and the server, the routes only use them.
 
 pub(crate) mod dto;
+pub(crate) mod forward;
 pub(crate) mod ops;
 pub(crate) mod orders;
 
@@ -30,13 +31,17 @@ pub(crate) struct AppState {
     pub(crate) partitions: AtomicI32,
     /// Acknowledged records, for the order index (indexed without reading them back).
     pub(crate) written: tokio::sync::mpsc::UnboundedSender<crate::follow::Written>,
-    pub(crate) publisher: Publisher,
+    pub(crate) publisher: Arc<Publisher>,
     pub(crate) codec: Arc<OrderEventCodec>,
     pub(crate) currencies: Vec<Currency>,
     pub(crate) pinger: BaseConsumer<KafkaContext>,
     pub(crate) metrics: Metrics,
     /// `cart_orders_in_memory`, set when scraped.
     pub(crate) in_memory: prometheus::IntGauge,
+    /// Which partitions this instance owns, and who owns the others.
+    pub(crate) ownership: Arc<crate::own::Ownership>,
+    /// Forwards requests for partitions owned elsewhere.
+    pub(crate) forwarder: reqwest::Client,
     /// `None` once loaded; otherwise what start-up is doing or why it is stuck.
     pub(crate) loading: Mutex<Option<String>>,
 }

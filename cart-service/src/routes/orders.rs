@@ -25,11 +25,12 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::dto::OrderResponse;
-use super::AppState;
+use super::{forward, AppState};
 use crate::follow::Written;
 use crate::generate;
 use crate::kafka::PublishError;
 use crate::orders::{InDoubt, Slot};
+use crate::own::Route;
 use crate::request::{self, CreateOrder};
 use crate::store::Row;
 
@@ -109,6 +110,7 @@ async fn publish(
     state: &AppState,
     event: &OrderEvent,
     request_id: &str,
+    claim: i64,
 ) -> Result<(i32, i64), Failed> {
     let definite = |error| Failed {
         error,
@@ -125,10 +127,12 @@ async fn publish(
         })
     })?;
     let event_id = event.event_id().to_string();
+    let under = claim.to_string();
     let headers = [
         ("request-id", request_id),
         ("event-id", event_id.as_str()),
         ("event-type", event.event_type().as_str()),
+        (order_events::fencing::WRITTEN_UNDER_HEADER, under.as_str()),
     ];
     let partition = order_events::partition_for(event.key(), state.partitions());
     match state
@@ -137,16 +141,59 @@ async fn publish(
         .await
     {
         Ok((partition, offset)) => {
-            tracing::info!(partition, offset, version = event.version(), "published");
             let row = Row {
                 order_id: event.key().to_owned(),
                 version: event.version(),
                 partition,
                 record: payload,
             };
-            // The follower ends only with the service; a send then fails harmlessly.
-            let _ = state.written.send(Written { offset, row });
-            Ok((partition, offset))
+            // Acknowledged by the broker; it counts once the follower saw no newer claim of the
+            // partition before it (`order_events::fencing`).
+            let (verdict, counts) = tokio::sync::oneshot::channel();
+            let written = Written {
+                offset,
+                row,
+                under: claim,
+                verdict,
+            };
+            // The follower ends only with the service; the verdict is then missing (in doubt).
+            let _ = state.written.send(written);
+            match tokio::time::timeout(state.publisher.timeout(), counts).await {
+                Ok(Ok(true)) => {
+                    tracing::info!(partition, offset, version = event.version(), "published");
+                    Ok((partition, offset))
+                }
+                Ok(Ok(false)) => {
+                    tracing::warn!(
+                        partition,
+                        offset,
+                        version = event.version(),
+                        "fenced: the partition was claimed by another instance first"
+                    );
+                    Err(definite(unavailable(format!(
+                        "Order '{}' was not written: its partition ({partition}) moved to another \
+                         CartService instance meanwhile; retry",
+                        event.key()
+                    ))))
+                }
+                Ok(Err(_)) | Err(_) => {
+                    tracing::warn!(
+                        partition,
+                        offset,
+                        version = event.version(),
+                        "written, but not known to count in time"
+                    );
+                    Err(Failed {
+                        error: unavailable(format!(
+                            "Order '{}' was written but CartService could not confirm in time \
+                             that it counts. CartService keeps it and sends it again before any \
+                             other change to the order; retry to get the outcome",
+                            event.key()
+                        )),
+                        in_doubt: true,
+                    })
+                }
+            }
         }
         Err(e @ (PublishError::Unavailable(_) | PublishError::Refused(_))) => {
             Err(definite(unavailable(e.to_string())))
@@ -172,8 +219,9 @@ async fn publish_next(
     slot: &mut Slot,
     event: OrderEvent,
     request_id: &str,
+    claim: i64,
 ) -> Result<(), HttpError> {
-    match publish(state, &event, request_id).await {
+    match publish(state, &event, request_id, claim).await {
         Ok(written) => {
             slot.acknowledged = Some(event);
             slot.written = Some(written);
@@ -196,6 +244,7 @@ async fn publish_next(
 async fn complete_in_doubt(
     state: &AppState,
     slot: &mut Slot,
+    claim: i64,
 ) -> Result<Option<OrderEvent>, HttpError> {
     let Some(doubt) = slot.in_doubt.clone() else {
         return Ok(None);
@@ -204,11 +253,34 @@ async fn complete_in_doubt(
         version = doubt.event.version(),
         "sending again an event in doubt"
     );
-    let written = publish(state, &doubt.event, &doubt.request_id).await?;
+    let written = publish(state, &doubt.event, &doubt.request_id, claim).await?;
     slot.in_doubt = None;
     slot.acknowledged = Some(doubt.event.clone());
     slot.written = Some(written);
     Ok(Some(doubt.event))
+}
+
+/// Where a request for order `id` is served: `Ok(claim)` here, under that claim of its
+/// partition; `Err(answer)` elsewhere (forwarded to the owner) or not now (503).
+async fn route(
+    state: &AppState,
+    request: &HttpRequest,
+    id: &OrderId,
+    body: &Map<String, Value>,
+) -> Result<i64, HttpResponse> {
+    let partition = order_events::partition_for(id.as_str(), state.partitions());
+    match state.ownership.route(partition) {
+        Route::Local { claim } => Ok(claim),
+        Route::Owner(owner) if !forward::was_forwarded(request) => {
+            Err(forward::forward(state, request, partition, &owner, body).await)
+        }
+        Route::Owner(_) => Err(forward::moving(
+            state,
+            partition,
+            "forwarded here, but not owned here",
+        )),
+        Route::Moving => Err(forward::moving(state, partition, "no owner yet")),
+    }
 }
 
 fn answer(status: StatusCode, message: String, event: &OrderEvent) -> HttpResponse {
@@ -305,17 +377,22 @@ pub(crate) async fn create_order(
                 event,
             )
         };
+        let claim = match route(&state, &request, &id, &body).await {
+            Ok(claim) => claim,
+            Err(elsewhere) => return Ok(elsewhere),
+        };
         let mut slot = state.orders.lock(&id).await;
+        slot.hold_under(claim);
         load(&state, &id, &mut slot).await?;
         if slot.acknowledged.is_none() {
             // A creation in doubt gets settled now, and this create learns the outcome.
-            if let Some(landed) = complete_in_doubt(&state, &mut slot).await? {
+            if let Some(landed) = complete_in_doubt(&state, &mut slot, claim).await? {
                 return Ok(created(
                     &landed,
                     " (by an earlier request that got no acknowledgement in time)",
                 ));
             }
-            publish_next(&state, &mut slot, event.clone(), &request_id).await?;
+            publish_next(&state, &mut slot, event.clone(), &request_id, claim).await?;
             return Ok(created(&event, ""));
         }
         Err(HttpError::new(
@@ -358,10 +435,15 @@ pub(crate) async fn update_order(
         ensure_ready(&state)?;
         let id = input.order_id;
         let not_found = || HttpError::new(StatusCode::NOT_FOUND, format!("Order '{id}' not found"));
+        let claim = match route(&state, &request, &id, &body).await {
+            Ok(claim) => claim,
+            Err(elsewhere) => return Ok(elsewhere),
+        };
         let mut slot = state.orders.lock(&id).await;
+        slot.hold_under(claim);
         load(&state, &id, &mut slot).await?;
         // An earlier change in doubt goes first, so versions never fork.
-        complete_in_doubt(&state, &mut slot).await?;
+        complete_in_doubt(&state, &mut slot, claim).await?;
         let current = slot.acknowledged.as_ref().ok_or_else(not_found)?;
         let next = current
             .status_updated(input.status, Uuid::new_v4(), Utc::now())
@@ -387,7 +469,7 @@ pub(crate) async fn update_order(
             format!("Order '{id}' updated successfully"),
             &next,
         );
-        publish_next(&state, &mut slot, next, &request_id).await?;
+        publish_next(&state, &mut slot, next, &request_id, claim).await?;
         Ok(response)
     }
     .instrument(span)

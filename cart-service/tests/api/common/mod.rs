@@ -175,10 +175,18 @@ impl TestCart {
     }
 }
 
+/// The order records of `topic` that count (claims and fenced records left out,
+/// `order_events::fencing`).
 pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
+    let mut fences = order_events::Fences::default();
     testkit::topic::read_to_end(bootstrap, topic, Duration::from_secs(30))
         .unwrap()
         .into_iter()
+        .filter(|r| {
+            fences.counts(r.partition, r.offset, |name| {
+                r.header(name).map(str::as_bytes)
+            })
+        })
         .map(|r| Record {
             partition: r.partition,
             key: r.key_text(),
