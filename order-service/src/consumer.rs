@@ -1,4 +1,4 @@
-//! The apply loop: `order-events` → decode → view (or dead-letter topic), exactly once.
+//! The apply loop: `order-events` → fence → decode → view (or dead-letter topic), exactly once.
 //!
 //! Why it is built this way:
 //!
@@ -14,6 +14,12 @@
 //! * **Transient failures** (registry or broker unavailable, a failing disk) are retried with
 //!   capped exponential backoff on the *same* record; nothing is dead-lettered and the offset
 //!   does not move past it. What was decoded before it is committed first, so it is visible.
+//! * **Fencing**: CartService instances each own some partitions, and one that lost its
+//!   partition (a zombie) may still write to it; `order_events::fencing` decides, in offset
+//!   order per partition, which records count. Each record's fencing headers are read before
+//!   its key or value: a claim moves the partition's [`Fence`], a zombie's record is skipped
+//!   (`order_fenced_records_total`), an unreadable header is poison. The fences are kept in
+//!   the loop and stored with the offsets in the same transaction, so a restart resumes both.
 //! * After each commit, waiting `order-details` requests whose version arrived are woken.
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
-use order_events::{OrderEvent, OrderEventCodec, OrderId};
+use order_events::{Fence, OrderEvent, OrderEventCodec, OrderId};
 use prometheus::IntGauge;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaResult;
@@ -33,6 +39,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::dlq::{DeadLetters, Poison};
+use crate::fence::{judge, marked, Verdict};
 use crate::metrics::ConsumerMetrics;
 use crate::store::{Batch, Store};
 use crate::waiters::Waiters;
@@ -164,12 +171,21 @@ pub enum ConsumerEnd {
 
 /// How connecting ended.
 enum Connected {
-    Consumer(Arc<Consumer_>),
+    /// Assigned, with the stored fence of each partition.
+    Consumer(Arc<Consumer_>, Fences),
     Stopped,
     Misconfigured(String),
 }
 
 type Consumer_ = StreamConsumer<KafkaContext>;
+
+/// The fence of each partition (`order_events::fencing`), as of the records read so far.
+/// Loaded at connect from the stored claims and owned by [`Pipeline::run`]: it is ahead of the
+/// stored fences only by the pending records (whose claims are committed with their offsets).
+/// A commit is retried until it succeeds or the service stops; every path on which it did not
+/// succeed ends `run` (`Flow::Stop`/`Flow::Fail`), dropping this map, and nothing restarts the
+/// loop in the same process, so a fence ahead of what is committed is never used.
+type Fences = HashMap<i32, Fence>;
 
 /// What to do after a step of the loop.
 enum Flow {
@@ -211,11 +227,26 @@ struct Pending {
     events: Vec<OrderEvent>,
     dead_lettered: u64,
     offsets: BTreeMap<i32, i64>,
+    /// The claim in effect per partition (those that have one), as of the same records as
+    /// `offsets`.
+    claims: BTreeMap<i32, i64>,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.dead_lettered == 0 && self.offsets.is_empty()
+        self.events.is_empty()
+            && self.dead_lettered == 0
+            && self.offsets.is_empty()
+            && self.claims.is_empty()
+    }
+
+    /// The record at `offset` of `partition` is done with: the partition resumes after it,
+    /// with its fence as it is now.
+    fn done(&mut self, partition: i32, offset: i64, fence: Option<&Fence>) {
+        self.offsets.insert(partition, offset + 1);
+        if let Some(claim) = fence.and_then(Fence::current) {
+            self.claims.insert(partition, claim);
+        }
     }
 }
 
@@ -252,8 +283,8 @@ impl Pipeline {
     /// returns after committing the batch in progress. Returns [`ConsumerEnd::Failed`] when it
     /// cannot go on (the caller marks the state; the service is then not ready).
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> ConsumerEnd {
-        let consumer = match self.connect(&mut stop).await {
-            Connected::Consumer(consumer) => consumer,
+        let (consumer, mut fences) = match self.connect(&mut stop).await {
+            Connected::Consumer(consumer, fences) => (consumer, fences),
             Connected::Stopped => return ConsumerEnd::Stopped,
             Connected::Misconfigured(reason) => return ConsumerEnd::Misconfigured(reason),
         };
@@ -281,7 +312,11 @@ impl Pipeline {
                 return ConsumerEnd::Failed(reason);
             };
             let span = tracing::info_span!("batch", records = chunk.len());
-            match self.process(chunk, &mut stop).instrument(span).await {
+            match self
+                .process(chunk, &mut fences, &mut stop)
+                .instrument(span)
+                .await
+            {
                 Flow::Continue => {}
                 Flow::Stop => break,
                 Flow::Fail(reason) => return ConsumerEnd::Failed(reason),
@@ -300,7 +335,7 @@ impl Pipeline {
         let mut backoff = Backoff::new(self.backoff_max);
         loop {
             match self.try_connect().await {
-                Ok(consumer) => return Connected::Consumer(consumer),
+                Ok((consumer, fences)) => return Connected::Consumer(consumer, fences),
                 Err(e) if service_kit::kafka::is_misconfigured(&e) => {
                     let reason = format!("{e:#}");
                     tracing::error!(error = reason, "cannot consume; retrying cannot fix this");
@@ -320,7 +355,7 @@ impl Pipeline {
         }
     }
 
-    async fn try_connect(&self) -> anyhow::Result<Arc<Consumer_>> {
+    async fn try_connect(&self) -> anyhow::Result<(Arc<Consumer_>, Fences)> {
         // Credentials or a certificate the registry refuses would make every record wait
         // forever; stop with the reason instead. An unreachable registry is retried per record.
         if let Err(e) = self.codec.check_access().await {
@@ -357,6 +392,11 @@ impl Pipeline {
             .tuning("enable.auto.offset.store", "false")
             .tuning("auto.offset.reset", "earliest")
             .tuning("enable.partition.eof", "false")
+            .require(
+                "isolation.level",
+                "read_committed",
+                "the view must never apply a record of an aborted Kafka transaction",
+            )
             // Short fetch waits: the embedded broker holds a fetch for up to this long.
             .tuning("fetch.wait.max.ms", self.fetch_wait_max_ms)
             .require(
@@ -365,14 +405,19 @@ impl Pipeline {
                 "the view's offsets are committed with the view, in SQLite",
             )
             .create()?;
-        let stored: HashMap<i32, i64> = {
+        let (stored, fences): (HashMap<i32, i64>, Fences) = {
             let store = Arc::clone(&self.store);
             let topic = self.topic.clone();
-            tokio::task::spawn_blocking(move || store.offsets(&topic))
-                .await
-                .context("the offsets task failed")??
+            let (offsets, claims) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                Ok((store.offsets(&topic)?, store.claims(&topic)?))
+            })
+            .await
+            .context("the offsets task failed")??;
+            let fences = claims
                 .into_iter()
-                .collect()
+                .map(|(partition, claim)| (partition, Fence::new(Some(claim))))
+                .collect();
+            (offsets.into_iter().collect(), fences)
         };
         let mut assignment = TopicPartitionList::new();
         for partition in 0..partitions {
@@ -402,15 +447,17 @@ impl Pipeline {
             topic = %self.topic,
             partitions,
             resumed = ?stored,
+            claims = ?fences,
             "assigned every partition"
         );
-        Ok(Arc::new(consumer))
+        Ok((Arc::new(consumer), fences))
     }
 
-    /// Decodes, dead-letters and commits one chunk.
+    /// Fences, decodes, dead-letters and commits one chunk.
     async fn process(
         &self,
         chunk: Vec<KafkaResult<OwnedMessage>>,
+        fences: &mut Fences,
         stop: &mut watch::Receiver<bool>,
     ) -> Flow {
         let started = Instant::now();
@@ -433,6 +480,55 @@ impl Pipeline {
                     message.partition(),
                     message.offset()
                 );
+            }
+            let partition = message.partition();
+            let offset = message.offset();
+            // The fence first: a claim or a zombie's record is not an order of the view,
+            // whatever its key and value.
+            let fenced = marked(message.headers()).map(|marked| {
+                let fence = fences.entry(partition).or_default();
+                judge(fence, offset, marked)
+            });
+            match fenced {
+                Ok(Verdict::Counts) => {}
+                Ok(Verdict::Claim { took_effect }) => {
+                    let outcome = if took_effect { "took_effect" } else { "lost" };
+                    self.metrics.claims.with_label_values(&[outcome]).inc();
+                    tracing::info!(
+                        partition,
+                        offset,
+                        took_effect,
+                        in_effect = ?fences.get(&partition).and_then(Fence::current),
+                        "read a partition claim"
+                    );
+                    pending.done(partition, offset, fences.get(&partition));
+                    continue;
+                }
+                Ok(Verdict::Fenced { under, in_effect }) => {
+                    self.metrics.fenced.inc();
+                    tracing::info!(
+                        partition,
+                        offset,
+                        under = ?under,
+                        in_effect = ?in_effect,
+                        key = %String::from_utf8_lossy(message.key().unwrap_or_default()),
+                        "skipped a record written under a claim no longer in effect (a zombie's)"
+                    );
+                    pending.done(partition, offset, fences.get(&partition));
+                    continue;
+                }
+                Err(bad) => {
+                    match self
+                        .dead_letter(&message, &Poison::BadFenceHeader(bad), &mut pending, stop)
+                        .await
+                    {
+                        Flow::Continue => {}
+                        other => return other,
+                    }
+                    pending.dead_lettered += 1;
+                    pending.done(partition, offset, fences.get(&partition));
+                    continue;
+                }
             }
             let mut backoff = Backoff::new(self.backoff_max);
             let outcome = loop {
@@ -467,9 +563,7 @@ impl Pipeline {
                     pending.dead_lettered += 1;
                 }
             }
-            pending
-                .offsets
-                .insert(message.partition(), message.offset() + 1);
+            pending.done(partition, offset, fences.get(&partition));
         }
         let ok = self.commit(&mut pending, stop).await;
         self.metrics
@@ -589,6 +683,7 @@ impl Pipeline {
             events: work.events,
             dead_lettered: work.dead_lettered,
             offsets: work.offsets.into_iter().collect(),
+            claims: work.claims.into_iter().collect(),
         });
         let mut backoff = Backoff::new(self.backoff_max);
         loop {

@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use order_events::fencing::BadHeader;
 use order_events::DecodeError;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
@@ -38,6 +39,10 @@ pub enum Poison {
     /// The value cannot be decoded, or breaks a domain rule.
     #[error(transparent)]
     Decode(DecodeError),
+    /// A fencing header (`order_events::fencing`) that is not an offset: whether the record
+    /// counts cannot be decided.
+    #[error("unreadable fencing header: {0}")]
+    BadFenceHeader(BadHeader),
 }
 
 impl Poison {
@@ -47,6 +52,7 @@ impl Poison {
             Poison::MissingKey => "missing_key",
             Poison::InvalidKey(_) => "invalid_key",
             Poison::KeyMismatch { .. } => "key_mismatch",
+            Poison::BadFenceHeader(_) => "bad_fence_header",
             Poison::Decode(e) => match e {
                 DecodeError::MissingValue => "missing_value",
                 DecodeError::BadMagicByte(_) => "bad_magic_byte",
@@ -207,6 +213,16 @@ mod tests {
         assert!(!error(RDKafkaErrorCode::MessageTimedOut).is_permanent());
         assert!(!error(RDKafkaErrorCode::AllBrokersDown).is_permanent());
         assert!(!error(RDKafkaErrorCode::NotEnoughReplicas).is_permanent());
+    }
+
+    #[test]
+    fn an_unreadable_fencing_header_is_its_own_kind_and_names_the_header() {
+        let Err(bad) = order_events::fencing::classify(None, Some(b"x")) else {
+            panic!("x is not an offset");
+        };
+        let poison = Poison::BadFenceHeader(bad);
+        assert_eq!(poison.kind(), "bad_fence_header");
+        assert!(poison.to_string().contains("cart-claim-offset"), "{poison}");
     }
 
     #[test]

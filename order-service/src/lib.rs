@@ -4,12 +4,14 @@
 //! Confluent-framed Avro records through the Schema Registry, and applies them to a SQLite
 //! view in batches, storing the consumed offsets in the same transaction, so a crash never
 //! applies a record twice or skips one. Records that can never be applied go to the
-//! dead-letter topic. The HTTP API reads the view (with read-your-writes waiting) and can scan
+//! dead-letter topic; records of a CartService instance that lost its partition (fenced,
+//! `order_events::fencing`) are skipped. The HTTP API reads the view (with read-your-writes waiting) and can scan
 //! the topic itself.
 //!
 //! Map: [`settings`] (configuration), [`domain`] (shipping cost), [`store`] (SQLite),
 //! [`connection`] (noticing clients that went away),
-//! [`consumer`] (the apply loop), [`dlq`] (dead letters), [`waiters`] (read-your-writes),
+//! [`consumer`] (the apply loop), [`fence`] (which of CartService's records count),
+//! [`dlq`] (dead letters), [`waiters`] (read-your-writes),
 //! [`topic_scan`] (reading a topic's keys), Kafka clients from `service_kit::kafka`, [`metrics`],
 //! [`routes`] (HTTP), [`openapi`] (the API document and Swagger UI).
 //!
@@ -37,6 +39,7 @@ pub(crate) mod connection;
 pub(crate) mod consumer;
 pub(crate) mod dlq;
 pub(crate) mod domain;
+pub(crate) mod fence;
 pub(crate) mod metrics;
 pub(crate) mod openapi;
 pub(crate) mod routes;

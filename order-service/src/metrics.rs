@@ -2,7 +2,8 @@
 //!
 //! Why a module: the apply loop, the dead-letter path and the lag probe all report here, and
 //! `/metrics` renders one registry. Label sets are bounded: `kind` is one of the fixed
-//! dead-letter kinds, `partition` one of the topic's partitions.
+//! dead-letter kinds, `partition` one of the topic's partitions, `outcome` of a claim one of
+//! `took_effect`, `lost`.
 
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -18,6 +19,11 @@ pub struct ConsumerMetrics {
     pub stale: IntCounter,
     /// Records sent to the dead-letter topic, by kind.
     pub dead_lettered: IntCounterVec,
+    /// Order records skipped because the claim they were written under is not the one in
+    /// effect in their partition (`order_events::fencing`: a zombie CartService's late writes).
+    pub fenced: IntCounter,
+    /// CartService's claim records read, by outcome (`took_effect`, `lost`).
+    pub claims: IntCounterVec,
     /// Transient failures retried, by cause (`registry`, `dlq`, `store`).
     pub retries: IntCounterVec,
     /// Records between the stored offset and the high watermark, per partition.
@@ -89,6 +95,20 @@ impl ConsumerMetrics {
                 ),
                 &["kind"],
             )?,
+            fenced: IntCounter::new(
+                "order_fenced_records_total",
+                "Order records skipped by this process because their CartService writer had lost \
+                 the partition (written under a claim no longer in effect: a zombie's late write)",
+            )?,
+            claims: IntCounterVec::new(
+                Opts::new(
+                    "order_claims_total",
+                    "CartService partition claims read by this process, by outcome: took_effect \
+                     (the partition changed owner) or lost (superseded a claim no longer in \
+                     effect; changes nothing)",
+                ),
+                &["outcome"],
+            )?,
             retries: IntCounterVec::new(
                 Opts::new(
                     "order_events_retries_total",
@@ -124,6 +144,8 @@ impl ConsumerMetrics {
         registry.register(Box::new(m.applied.clone()))?;
         registry.register(Box::new(m.stale.clone()))?;
         registry.register(Box::new(m.dead_lettered.clone()))?;
+        registry.register(Box::new(m.fenced.clone()))?;
+        registry.register(Box::new(m.claims.clone()))?;
         registry.register(Box::new(m.retries.clone()))?;
         registry.register(Box::new(m.lag.clone()))?;
         registry.register(Box::new(m.batch_seconds.clone()))?;

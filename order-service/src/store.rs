@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use order_events::{EventType, Money, Order, OrderEvent, OrderStatus};
 use rusqlite::types::Value;
 use rusqlite::{params, OptionalExtension};
-use service_kit::sqlite::{store_offsets, Database};
+use service_kit::sqlite::{store_claims, store_offsets, Database};
 
 use crate::domain::shipping_cost;
 
@@ -66,6 +66,9 @@ pub struct Batch {
     pub dead_lettered: u64,
     /// The next offset to consume per partition, after this batch.
     pub offsets: Vec<(i32, i64)>,
+    /// The claim in effect per partition after this batch (`order_events::fencing`), for the
+    /// partitions it read that have one: where each fence resumes, stored with the offsets.
+    pub claims: Vec<(i32, i64)>,
 }
 
 /// What a committed transaction did.
@@ -115,6 +118,12 @@ impl Store {
         self.db.offsets(topic)
     }
 
+    /// The stored claims in effect of `topic`, by partition (partitions never claimed are
+    /// absent): the fences as of the stored offsets.
+    pub fn claims(&self, topic: &str) -> anyhow::Result<Vec<(i32, i64)>> {
+        self.db.claims(topic)
+    }
+
     /// A persisted counter (0 if never written).
     pub fn counter(&self, name: &str) -> anyhow::Result<i64> {
         self.db
@@ -131,7 +140,8 @@ impl Store {
     }
 
     /// Applies a batch in one transaction: upserts the events (newer versions only), stores
-    /// the offsets and adds to the counters. All or nothing.
+    /// the offsets and claims and adds to the counters. All or nothing; a batch without
+    /// events (claims, fenced or dead-lettered records only) commits its offsets all the same.
     pub fn apply(&self, topic: &str, batch: &Batch) -> anyhow::Result<Applied> {
         self.db
             .write(|tx| {
@@ -179,6 +189,7 @@ impl Store {
                         }
                     }
                     store_offsets(tx, topic, &batch.offsets)?;
+                    store_claims(tx, topic, &batch.claims)?;
                     let mut count = tx.prepare_cached(
                         "INSERT INTO counters (name, value) VALUES (?1, ?2)
                  ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
@@ -389,6 +400,7 @@ mod tests {
             events,
             dead_lettered: 0,
             offsets,
+            claims: vec![],
         }
     }
 
@@ -425,6 +437,41 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.counter(APPLIED_TOTAL).unwrap(), 3);
         assert_eq!(store.version("o-1").unwrap(), Some(3));
+    }
+
+    #[test]
+    fn a_batch_of_claims_and_offsets_only_commits_them_with_the_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .apply(
+                "t",
+                &Batch {
+                    events: vec![event("o-1", "c", 1, OrderStatus::Pending)],
+                    dead_lettered: 0,
+                    offsets: vec![(0, 2), (1, 1)],
+                    claims: vec![(0, 0)],
+                },
+            )
+            .unwrap();
+        // Only a claim and a fenced record: no event, yet offsets and claim move.
+        let applied = store
+            .apply(
+                "t",
+                &Batch {
+                    claims: vec![(0, 2)],
+                    ..batch(vec![], vec![(0, 4)])
+                },
+            )
+            .unwrap();
+        assert_eq!(applied.applied_total, 1);
+        assert!(applied.changed.is_empty());
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.offsets("t").unwrap(), vec![(0, 4), (1, 1)]);
+        assert_eq!(store.claims("t").unwrap(), vec![(0, 2)]);
+        assert!(store.claims("other").unwrap().is_empty());
+        assert_eq!(store.version("o-1").unwrap(), Some(1));
     }
 
     #[test]

@@ -10,24 +10,35 @@
 //! client goes away, checked at least every 200 ms), and in memory (each distinct key is kept
 //! once, keys longer than an order id are skipped, at most `max_keys` distinct keys).
 //!
+//! Fencing (`order_events::fencing`): the scan lists the orders the topic holds as the view
+//! counts them, so it applies the same rule per partition in offset order (from the
+//! beginning, so from no claim): claim records and a zombie CartService's late records name no
+//! order. Only records with the fencing headers are concerned, in whatever topic; dead letters
+//! (copies carrying their source's headers and `dlq.source.*`) were fenced at their source and
+//! are listed as they are, and a record whose header is unreadable is listed like any other
+//! record the scan does not decode.
+//!
 //! Which topics may be scanned is the operator's decision ([`AllowedTopics`]); internal topics
 //! (the registry's `_schemas`, Kafka's `__*`) never are: their keys are not order ids and listing
 //! them leaks internal state.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use order_events::MAX_ID_LEN;
+use order_events::{Fence, MAX_ID_LEN};
 
 use prometheus::IntGauge;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::Semaphore;
 
 use crate::connection::ClientSocket;
+use crate::dlq;
+use crate::fence::{judge, marked, Verdict};
 use crate::metrics::TopicScanMetrics;
 use service_kit::kafka::{topic_partitions, KafkaContext, KafkaSettings};
 
@@ -287,9 +298,28 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a record names an order as far as fencing goes: not a claim, not a record its
+/// partition's `fence` rejects (the record at `offset` is applied to it, in offset order).
+/// Dead letters are not fenced again, and an unreadable header leaves the record listed.
+fn counts<H: Headers>(fence: &mut Fence, offset: i64, headers: Option<&H>) -> bool {
+    let dead_letter = headers.is_some_and(|headers| {
+        headers
+            .iter()
+            .any(|header| header.key == dlq::headers::SOURCE_TOPIC)
+    });
+    if dead_letter {
+        return true;
+    }
+    match marked(headers) {
+        Ok(marked) => judge(fence, offset, marked) == Verdict::Counts,
+        Err(_) => true,
+    }
+}
+
 /// Scans `topic` from the beginning to its current high watermarks and returns the distinct
 /// UTF-8 keys (blocking: run it on a blocking thread). Records without a key, with a key that
-/// is not UTF-8 or longer than an order id ([`MAX_ID_LEN`]) name no order and are skipped.
+/// is not UTF-8 or longer than an order id ([`MAX_ID_LEN`]) name no order and are skipped, and
+/// so are claims and fenced records (`order_events::fencing`, see the module).
 /// Returns [`ScanError::Cancelled`] soon after `cancelled` returns true (it is asked before
 /// every request to Kafka and at least every 200 ms).
 pub fn scan_keys(
@@ -313,6 +343,11 @@ pub fn scan_keys(
         .tuning("enable.auto.offset.store", "false")
         .tuning("auto.offset.reset", "earliest")
         .tuning("fetch.wait.max.ms", &fetch_wait)
+        .require(
+            "isolation.level",
+            "read_committed",
+            "records of aborted Kafka transactions name no order",
+        )
         .require(
             "enable.auto.commit",
             "false",
@@ -354,6 +389,7 @@ pub fn scan_keys(
     let mut seen: HashSet<Arc<str>> = HashSet::new();
     let mut order: Vec<Arc<str>> = Vec::new();
     let mut records = 0_u64;
+    let mut fences: HashMap<i32, Fence> = HashMap::new();
     if ends.is_empty() {
         return Ok(ScanResult {
             order_ids: Vec::new(),
@@ -392,9 +428,12 @@ pub fn scan_keys(
                     continue;
                 }
                 records += 1;
+                // Every record goes through its partition's fence, keyless claims included.
+                let fence = fences.entry(partition).or_default();
+                let counted = counts(fence, message.offset(), message.headers());
                 let key = message
                     .key()
-                    .filter(|k| !k.is_empty() && k.len() <= MAX_ID_LEN)
+                    .filter(|k| counted && !k.is_empty() && k.len() <= MAX_ID_LEN)
                     .and_then(|k| std::str::from_utf8(k).ok());
                 if let Some(key) = key {
                     if !seen.contains(key) {
@@ -435,6 +474,59 @@ pub fn scan_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claims_and_fenced_records_do_not_count_and_dead_letters_are_not_fenced_again() {
+        use rdkafka::message::{Header, OwnedHeaders};
+        let headers = |pairs: &[(&str, &str)]| {
+            pairs.iter().fold(OwnedHeaders::new(), |h, (key, value)| {
+                h.insert(Header {
+                    key,
+                    value: Some(*value),
+                })
+            })
+        };
+        let mut fence = Fence::default();
+        assert!(
+            counts::<OwnedHeaders>(&mut fence, 0, None),
+            "outside the protocol"
+        );
+        assert!(!counts(
+            &mut fence,
+            1,
+            Some(&headers(&[("cart-claim", "none")]))
+        ));
+        assert!(counts(
+            &mut fence,
+            2,
+            Some(&headers(&[("cart-claim-offset", "1")]))
+        ));
+        assert!(!counts(
+            &mut fence,
+            3,
+            Some(&headers(&[("cart-claim", "1")]))
+        ));
+        assert!(
+            !counts(&mut fence, 4, Some(&headers(&[("cart-claim-offset", "1")]))),
+            "a zombie's record"
+        );
+        assert!(counts(
+            &mut fence,
+            5,
+            Some(&headers(&[("cart-claim-offset", "3")]))
+        ));
+        assert!(
+            counts(&mut fence, 6, Some(&headers(&[("cart-claim-offset", "x")]))),
+            "unreadable: listed like any undecoded record"
+        );
+        // A dead letter copied from another partition, under another claim: not fenced here.
+        let letter = headers(&[
+            ("cart-claim-offset", "40"),
+            ("dlq.source.topic", "order-events"),
+        ]);
+        assert!(counts(&mut fence, 7, Some(&letter)));
+        assert_eq!(fence.current(), Some(3));
+    }
 
     #[test]
     fn topic_names_follow_kafkas_rule() {

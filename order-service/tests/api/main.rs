@@ -7,6 +7,7 @@ mod common;
 
 mod crash_recovery;
 mod dead_letters;
+mod fencing;
 mod liveness;
 mod topic_scan;
 mod view;
