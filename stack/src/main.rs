@@ -1,11 +1,11 @@
 //! `cargo run -p stack -- <command>`: the developer's entry point.
 //!
 //! - `up` installs the embedded broker (Nisshi) if missing, builds the binaries, starts the
-//!   broker (SQLite storage), the schema registry and both services with all data under
-//!   `.data/`, waits until each is ready, prints the URLs and streams their logs with a prefix
-//!   per service. It supervises them ([`supervisor`]): a process that exits, or a broker that
-//!   stops answering, is restarted. Ctrl-C stops them in reverse order; the next `up` finds the
-//!   data.
+//!   broker (SQLite storage), the schema registry and both services (CartService as one or
+//!   more instances, `--cart-instances`) with all data under `.data/`, waits until each is
+//!   ready, prints the URLs and streams their logs with a prefix per service. It supervises
+//!   them ([`supervisor`]): a process that exits, or a broker that stops answering, is
+//!   restarted. Ctrl-C stops them in reverse order; the next `up` finds the data.
 //! - `test` installs what the tests need and runs every test of the workspace.
 //! - `install` only installs the broker.
 //!
@@ -54,8 +54,20 @@ struct UpArgs {
     broker_port: u16,
     #[arg(long, env = "STACK_REGISTRY_PORT", default_value_t = 8081)]
     registry_port: u16,
+    /// CartService's port (its first instance's, see --cart-instances).
     #[arg(long, env = "STACK_CART_PORT", default_value_t = 8000)]
     cart_port: u16,
+    /// How many CartService instances to run (1 to 16), one consumer group. Instance 0 listens
+    /// on --cart-port and keeps its data in <data-dir>/cart-service; instance i >= 1 listens on
+    /// --cart-port + 9 + i (8010, 8011, ... by default) and keeps its data in
+    /// <data-dir>/cart-service-<i>. Each is told its own URL (CART_ADVERTISED_URL).
+    #[arg(
+        long,
+        env = "STACK_CART_INSTANCES",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_CART_INSTANCES))
+    )]
+    cart_instances: u16,
     #[arg(long, env = "STACK_ORDER_PORT", default_value_t = 8001)]
     order_port: u16,
     /// Run the binaries already built in this directory instead of building them in release
@@ -66,6 +78,48 @@ struct UpArgs {
     /// seconds (it is always restarted when it exits).
     #[arg(long, env = "STACK_BROKER_UNRESPONSIVE_SECS", default_value_t = 15)]
     broker_unresponsive_secs: u64,
+}
+
+/// The most CartService instances `up` starts (`--cart-instances`).
+const MAX_CART_INSTANCES: u16 = 16;
+
+/// One CartService process of the stack.
+struct CartInstance {
+    /// `cart-service` for instance 0 (as with a single instance), `cart-service-<i>` after it:
+    /// the log prefix and the name in the launcher's messages.
+    name: String,
+    port: u16,
+    /// Under the stack's data directory: the instance's own `DATA_DIR`.
+    data_subdir: String,
+}
+
+/// The CartService instances for `--cart-instances count` from `--cart-port first_port`: instance
+/// 0 on `first_port`, instance i >= 1 on `first_port + 9 + i`.
+fn cart_instances(first_port: u16, count: u16) -> anyhow::Result<Vec<CartInstance>> {
+    (0..count)
+        .map(|i| {
+            let (name, port) = if i == 0 {
+                ("cart-service".to_string(), Some(first_port))
+            } else {
+                (
+                    format!("cart-service-{i}"),
+                    first_port.checked_add(9).and_then(|p| p.checked_add(i)),
+                )
+            };
+            let port = port.with_context(|| {
+                format!(
+                    "CartService instance {i} would listen on --cart-port {first_port} + {}, beyond \
+                     port 65535; choose a lower --cart-port or fewer --cart-instances",
+                    9 + u32::from(i)
+                )
+            })?;
+            Ok(CartInstance {
+                data_subdir: name.clone(),
+                name,
+                port,
+            })
+        })
+        .collect()
 }
 
 fn main() -> ExitCode {
@@ -224,15 +278,24 @@ fn test(cargo_args: &[String]) -> anyhow::Result<u8> {
 }
 
 fn up(args: UpArgs) -> anyhow::Result<()> {
-    let distribution = embedded::DEFAULT;
-    let broker_bin = distribution.ensure_installed()?;
-    let ports = [
+    let carts = cart_instances(args.cart_port, args.cart_instances)?;
+    let mut ports = vec![
         ("broker", args.broker_port),
         ("schema-registry", args.registry_port),
-        ("cart-service", args.cart_port),
-        ("order-service", args.order_port),
     ];
-    for (name, port) in ports {
+    ports.extend(carts.iter().map(|cart| (cart.name.as_str(), cart.port)));
+    ports.push(("order-service", args.order_port));
+    for (i, (name, port)) in ports.iter().enumerate() {
+        if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port) {
+            bail!(
+                "port {port} would be used by both {other} and {name}; choose distinct ports \
+                 (CartService instance i >= 1 listens on --cart-port + 9 + i)"
+            );
+        }
+    }
+    let distribution = embedded::DEFAULT;
+    let broker_bin = distribution.ensure_installed()?;
+    for &(name, port) in &ports {
         if TcpListener::bind(("127.0.0.1", port)).is_err() {
             bail!(
                 "port {port} for {name} is already in use (is the stack already running?); \
@@ -259,7 +322,10 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     } else {
         root().join(&args.data_dir)
     };
-    for sub in ["broker", "cart-service", "order-service"] {
+    let subdirs = ["broker", "order-service"]
+        .into_iter()
+        .chain(carts.iter().map(|cart| cart.data_subdir.as_str()));
+    for sub in subdirs {
         std::fs::create_dir_all(data.join(sub))
             .with_context(|| format!("creating {}", data.join(sub).display()))?;
     }
@@ -310,23 +376,30 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         )?;
         wait_ready("schema-registry", args.registry_port)?;
 
-        let cart_bin = bin("cart-service");
-        let cart_data = data.join("cart-service");
-        let (b, r, port) = (bootstrap.clone(), registry_url.clone(), args.cart_port);
-        supervisor.start(
-            "cart-service",
-            Box::new(move || {
-                let mut cart = Command::new(&cart_bin);
-                cart.env("KAFKA_BOOTSTRAP_SERVERS", &b)
-                    .env("SCHEMA_REGISTRY_URL", &r)
-                    .env("API_PORT", port.to_string())
-                    .env("DATA_DIR", &cart_data);
-                cart
-            }),
-            Liveness::Process,
-            None,
-        )?;
-        wait_ready("cart-service", args.cart_port)?;
+        // Every instance is started before any is waited for, so they start side by side. All
+        // keep CartService's default consumer group (CART_GROUP_ID is not set).
+        for instance in &carts {
+            let cart_bin = bin("cart-service");
+            let cart_data = data.join(&instance.data_subdir);
+            let (b, r, port) = (bootstrap.clone(), registry_url.clone(), instance.port);
+            supervisor.start(
+                instance.name.clone(),
+                Box::new(move || {
+                    let mut cart = Command::new(&cart_bin);
+                    cart.env("KAFKA_BOOTSTRAP_SERVERS", &b)
+                        .env("SCHEMA_REGISTRY_URL", &r)
+                        .env("API_PORT", port.to_string())
+                        .env("CART_ADVERTISED_URL", format!("http://127.0.0.1:{port}"))
+                        .env("DATA_DIR", &cart_data);
+                    cart
+                }),
+                Liveness::Process,
+                None,
+            )?;
+        }
+        for instance in &carts {
+            wait_ready(&instance.name, instance.port)?;
+        }
 
         let order_bin = bin("order-service");
         let order_data = data.join("order-service");
@@ -349,10 +422,26 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
 
         println!();
         println!("The stack is up (data in {}):", data.display());
-        println!(
-            "  CartService   Swagger UI  http://127.0.0.1:{}/docs",
-            args.cart_port
-        );
+        for (i, instance) in carts.iter().enumerate() {
+            let (label, data_note) = match carts.len() {
+                1 => ("CartService".to_string(), String::new()),
+                _ => (
+                    format!("CartService {i}"),
+                    format!("  (data in {})", instance.data_subdir),
+                ),
+            };
+            println!(
+                "  {label:<13} Swagger UI  http://127.0.0.1:{}/docs{data_note}",
+                instance.port
+            );
+        }
+        if carts.len() > 1 {
+            println!(
+                "  ({} CartService instances in one consumer group: instance i >= 1 listens on \
+                 --cart-port + 9 + i)",
+                carts.len()
+            );
+        }
         println!(
             "  OrderService  Swagger UI  http://127.0.0.1:{}/docs",
             args.order_port
@@ -381,4 +470,29 @@ fn wait_ready(name: &str, port: u16) -> anyhow::Result<()> {
     wait_for(name, Duration::from_secs(60), || {
         process::http_status(port, "/ready") == Some(200)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cart_instances_keep_the_first_as_today_and_number_the_others() {
+        let carts = cart_instances(8000, 3).expect("three instances from 8000");
+        let described: Vec<(&str, u16, &str)> = carts
+            .iter()
+            .map(|c| (c.name.as_str(), c.port, c.data_subdir.as_str()))
+            .collect();
+        assert_eq!(
+            described,
+            [
+                ("cart-service", 8000, "cart-service"),
+                ("cart-service-1", 8010, "cart-service-1"),
+                ("cart-service-2", 8011, "cart-service-2"),
+            ]
+        );
+        assert_eq!(cart_instances(65535, 1).map(|c| c.len()).ok(), Some(1));
+        assert!(cart_instances(65525, 2).is_ok());
+        assert!(cart_instances(65526, 2).is_err());
+    }
 }

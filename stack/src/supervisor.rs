@@ -40,7 +40,7 @@ pub type CommandFactory = Box<dyn Fn() -> Command + Send>;
 pub type AfterStart = Box<dyn Fn() -> anyhow::Result<()> + Send>;
 
 struct Entry {
-    name: &'static str,
+    name: String,
     child: Arc<Mutex<Option<Process>>>,
     watcher: Option<JoinHandle<()>>,
 }
@@ -60,15 +60,17 @@ const CHECK_EVERY: Duration = Duration::from_millis(500);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Supervisor {
-    /// Starts `name` now and keeps it running until [`Supervisor::stop`].
+    /// Starts `name` now and keeps it running until [`Supervisor::stop`]. The name prefixes
+    /// its output and every message about it.
     pub fn start(
         &mut self,
-        name: &'static str,
+        name: impl Into<String>,
         command: CommandFactory,
         liveness: Liveness,
         after_start: Option<AfterStart>,
     ) -> anyhow::Result<()> {
-        let child = spawn_prefixed(name, command())?;
+        let name = name.into();
+        let child = spawn_prefixed(&name, command())?;
         if let Some(after) = &after_start {
             after().with_context(|| format!("preparing {name}"))?;
         }
@@ -76,9 +78,10 @@ impl Supervisor {
         let watcher = {
             let child = Arc::clone(&child);
             let stopping = Arc::clone(&self.stopping);
+            let name = name.clone();
             std::thread::spawn(move || {
                 watch(
-                    name,
+                    &name,
                     &child,
                     &stopping,
                     &command,
@@ -101,7 +104,7 @@ impl Supervisor {
         for entry in self.entries.iter_mut().rev() {
             let child = lock(&entry.child).take();
             if let Some(mut child) = child {
-                stop_process(entry.name, &mut child);
+                stop_process(&entry.name, &mut child);
             }
             if let Some(watcher) = entry.watcher.take() {
                 let _ = watcher.join();
@@ -129,7 +132,7 @@ enum Failure {
 }
 
 fn watch(
-    name: &'static str,
+    name: &str,
     child: &Mutex<Option<Process>>,
     stopping: &AtomicBool,
     command: &CommandFactory,
@@ -207,7 +210,7 @@ fn watch(
 }
 
 /// Starts a process with its output prefixed by its name.
-fn spawn_prefixed(name: &'static str, command: Command) -> anyhow::Result<Process> {
+fn spawn_prefixed(name: &str, command: Command) -> anyhow::Result<Process> {
     let process = Process::spawn(name, command, Output::Prefixed)?;
     eprintln!("stack: {name} started (pid {})", process.pid());
     Ok(process)

@@ -1,12 +1,19 @@
 //! The README's first command as a user meets it: `stack up` brings the whole stack up, the URLs
 //! it prints answer, a second launcher on the same ports is refused with a clear message, Ctrl-C
-//! stops every process, and the next `up` finds the data.
+//! stops every process, and the next `up` finds the data. That stack runs two CartService
+//! instances (`--cart-instances 2`, through its variable), each on its own port and data folder.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use common::{curl, port_is_free, Launched, Ports, Reply};
+use std::path::Path;
+use std::time::Duration;
+
+use common::{curl, port_is_free, run_bounded, Launched, Ports, Reply};
+
+/// `up` with two CartService instances.
+const TWO_CARTS: [(&str, &str); 1] = [("STACK_CART_INSTANCES", "2")];
 
 fn create_order(ports: Ports) -> Reply {
     curl(&[
@@ -20,11 +27,42 @@ fn create_order(ports: Ports) -> Reply {
     ])
 }
 
+/// Both CartService instances are ready, each on its port, under its name, with its data.
+fn assert_two_carts_ready(stack: &Launched, data: &Path) {
+    for (instance, name, dir) in [
+        (0, "cart-service", "cart-service"),
+        (1, "cart-service-1", "cart-service-1"),
+    ] {
+        let url = stack.ports.cart_instance_url(instance);
+        let ready = curl(&[&format!("{url}/ready")]);
+        assert_eq!(ready.status, 200, "{name} /ready: {}", ready.body);
+        assert!(
+            stack.output_contains(&format!("stack: {name} is ready")),
+            "{name}"
+        );
+        assert!(
+            std::fs::read_dir(data.join(dir)).unwrap().next().is_some(),
+            "{name} keeps nothing in {dir}"
+        );
+    }
+    // The second instance's log lines carry its name.
+    assert!(
+        stack.output_contains("cart-service-1 | "),
+        "no cart-service-1 log"
+    );
+    assert!(stack.pid_of("cart-service") != stack.pid_of("cart-service-1"));
+}
+
 #[test]
 fn up_prints_working_urls_stops_on_ctrl_c_and_finds_its_data_again() {
     let data = tempfile::tempdir().unwrap();
-    let stack = Launched::up(data.path());
+    let stack = Launched::up_with(Ports::free(), data.path(), &TWO_CARTS);
     let ports = stack.ports;
+    assert_two_carts_ready(&stack, data.path());
+    let carts: Vec<u32> = ["cart-service", "cart-service-1"]
+        .iter()
+        .map(|name| stack.pid_of(name).unwrap())
+        .collect();
 
     // Every URL the launcher printed answers.
     let printed: Vec<String> = stack
@@ -35,6 +73,7 @@ fn up_prints_working_urls_stops_on_ctrl_c_and_finds_its_data_again() {
         .collect();
     for expected in [
         format!("{}/docs", ports.cart_url()),
+        format!("{}/docs", ports.cart_instance_url(1)),
         format!("{}/docs", ports.order_url()),
         format!("{}/ui", ports.registry_url()),
     ] {
@@ -72,16 +111,29 @@ fn up_prints_working_urls_stops_on_ctrl_c_and_finds_its_data_again() {
         "{message}"
     );
 
-    // Ctrl-C stops all four and frees every port.
+    // Ctrl-C stops all five (both CartService instances) and frees every port.
     let status = stack.stop();
     assert!(status.success(), "the launcher exited with {status}");
-    for port in [ports.broker, ports.registry, ports.cart, ports.order] {
+    for port in [
+        ports.broker,
+        ports.registry,
+        ports.cart,
+        ports.cart_instance(1),
+        ports.order,
+    ] {
         assert!(port_is_free(port), "port {port} still taken after Ctrl-C");
+    }
+    for pid in carts {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "CartService (pid {pid}) still runs after Ctrl-C"
+        );
     }
 
     // The next start finds the data: the registry's schema, CartService's orders (409 for the
     // same ID) and OrderService's view.
-    let again = Launched::up_on(ports, data.path());
+    let again = Launched::up_with(ports, data.path(), &TWO_CARTS);
+    assert_two_carts_ready(&again, data.path());
     let subjects = curl(&[&format!("{}/subjects", ports.registry_url())]);
     assert!(
         subjects.body.contains("order-events-value"),
@@ -177,5 +229,60 @@ fn the_three_services_share_one_surface() {
     assert!(
         stack.output_contains("GET /health 200"),
         "no access log line"
+    );
+}
+
+/// `--cart-instances` is bounded, and an instance's port must exist and be the stack's only
+/// user of it; each mistake is refused before anything starts.
+#[test]
+fn cart_instances_are_refused_out_of_bounds() {
+    let data = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let cases: [(&[&str], String); 4] = [
+        (&["--cart-instances", "0"], "0 is not in 1..=16".to_string()),
+        (
+            &["--cart-instances", "17"],
+            "17 is not in 1..=16".to_string(),
+        ),
+        (
+            &["--cart-port", "65530", "--cart-instances", "2"],
+            "CartService instance 1 would listen on --cart-port 65530 + 10, beyond port 65535"
+                .to_string(),
+        ),
+        (
+            &[
+                "--cart-port",
+                "20000",
+                "--order-port",
+                "20011",
+                "--cart-instances",
+                "3",
+            ],
+            "port 20011 would be used by both cart-service-2 and order-service".to_string(),
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_stack"));
+        command
+            .arg("up")
+            .arg("--bin-dir")
+            .arg(common::bin_dir())
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--broker-port", &ports.broker.to_string()])
+            .args(["--registry-port", &ports.registry.to_string()])
+            .args(args);
+        let finished = run_bounded(&mut command, Duration::from_secs(30));
+        let status = finished.status.expect("the launcher did not exit in 30 s");
+        assert!(!status.success(), "{args:?} accepted");
+        assert!(
+            finished.stderr.contains(&expected),
+            "{args:?}: {}",
+            finished.stderr
+        );
+    }
+    assert!(
+        std::fs::read_dir(data.path()).unwrap().next().is_none(),
+        "a refused launcher created data"
     );
 }

@@ -23,13 +23,25 @@ pub struct Ports {
 
 impl Ports {
     pub fn free() -> Self {
-        // Four distinct ports that were free a moment ago.
+        // Four distinct ports that were free a moment ago; for the cart, one whose second
+        // instance's port (`--cart-instances 2`) was free as well.
         let mut ports = Vec::new();
         while ports.len() < 4 {
             let port = testkit::free_port().unwrap();
-            if !ports.contains(&port) {
-                ports.push(port);
+            let taken = |p: u16| ports.contains(&p);
+            if taken(port) {
+                continue;
             }
+            if ports.len() == 2 {
+                let second = Self::cart_port_of(port, 1);
+                if second.is_none_or(|p| taken(p) || !port_is_free(p)) {
+                    continue;
+                }
+            }
+            if ports.len() == 3 && Self::cart_port_of(ports[2], 1) == Some(port) {
+                continue;
+            }
+            ports.push(port);
         }
         Ports {
             broker: ports[0],
@@ -41,6 +53,24 @@ impl Ports {
 
     pub fn cart_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.cart)
+    }
+
+    /// The port of CartService instance `instance` (0-based) as `stack up --cart-instances`
+    /// assigns it: `--cart-port` for the first, `--cart-port + 9 + i` after it.
+    fn cart_port_of(cart: u16, instance: u16) -> Option<u16> {
+        match instance {
+            0 => Some(cart),
+            i => cart.checked_add(9)?.checked_add(i),
+        }
+    }
+
+    /// The port of CartService instance `instance` of this stack.
+    pub fn cart_instance(&self, instance: u16) -> u16 {
+        Self::cart_port_of(self.cart, instance).unwrap()
+    }
+
+    pub fn cart_instance_url(&self, instance: u16) -> String {
+        format!("http://127.0.0.1:{}", self.cart_instance(instance))
     }
 
     pub fn order_url(&self) -> String {
