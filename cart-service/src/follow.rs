@@ -464,11 +464,9 @@ impl Follower {
             .tuning("group.id", "cart-service-index")
             .tuning("auto.offset.reset", "earliest")
             .tuning("enable.partition.eof", "false")
+            // Only waits while there is nothing to read: it reads at start-up, for a claim and
+            // for a hole, and a write's acknowledgement may wait for the latter two.
             .tuning("fetch.wait.max.ms", self.fetch_wait_max_ms)
-            // Many records per fetch under load: each fetch costs the broker a read of every
-            // partition, and nobody waits on this consumer once CartService is ready (measured
-            // at 1,000 orders/s: CartService CPU per order -30 %, closed loop +15 %).
-            .tuning("fetch.min.bytes", 65_536)
             // Memory must not grow with the topic: a bounded prefetch (librdkafka's default
             // queues up to 64 MB).
             .tuning("queued.max.messages.kbytes", 8_192)
@@ -546,7 +544,8 @@ impl Follower {
             return;
         };
         let inbox = &mut *inbox;
-        self.reassign(&consumer, &log);
+        let mut resumed = std::collections::HashSet::new();
+        self.assign_all(&consumer, &log, &mut resumed);
         let mut chunks = consumer.stream().ready_chunks(BATCH);
         let mut gaps = tokio::time::interval(GAP_CHECK);
         let mut acked = Vec::with_capacity(BATCH);
@@ -666,7 +665,7 @@ impl Follower {
             }
             self.start_claims(&log, &mut stages, &appended_tx);
             if log.reading() != reading_before {
-                self.reassign(&consumer, &log);
+                self.reassign(&consumer, &log, &mut resumed);
             }
         }
         tracing::error!("the order index follower's stream ended");
@@ -790,21 +789,72 @@ impl Follower {
         });
     }
 
-    /// Reads exactly the partitions that have something to read, from their checkpoints.
-    fn reassign(&self, consumer: &StreamConsumer<KafkaContext>, log: &Log) {
+    /// Assigns every partition once, at its checkpoint, and pauses those with nothing to read.
+    ///
+    /// Why assign once and pause, instead of assigning only what is read: librdkafka 2.12 can
+    /// abort the process when assignments change quickly (`rd_kafka_assignment_partition_stopped:
+    /// Assertion rktp->rktp_started failed`, confluentinc/librdkafka#5573, fixed after 2.15);
+    /// claims and holes changed this follower's assignment often enough to hit it in tests.
+    /// Pausing does not stop a partition's fetcher, so it cannot.
+    fn assign_all(
+        &self,
+        consumer: &StreamConsumer<KafkaContext>,
+        log: &Log,
+        resumed: &mut std::collections::HashSet<i32>,
+    ) {
         let mut assignment = TopicPartitionList::new();
-        for partition in log.reading() {
-            let next = log.next(partition);
-            if let Err(e) =
-                assignment.add_partition_offset(&self.topic, partition, Offset::Offset(next))
-            {
+        for partition in 0..self.partitions {
+            if let Err(e) = assignment.add_partition_offset(
+                &self.topic,
+                partition,
+                Offset::Offset(log.next(partition)),
+            ) {
                 tracing::error!(error = %e, partition, "building the follower's assignment");
             }
         }
         if let Err(e) = consumer.assign(&assignment) {
-            // The next change retries; meanwhile the checkpoint waits (visible in the lag).
             tracing::error!(error = %e, "assigning the follower's partitions");
         }
+        resumed.extend(0..self.partitions);
+        self.reassign(consumer, log, resumed);
+    }
+
+    /// Reads exactly the partitions that have something to read, from their checkpoints: the
+    /// others are paused; a partition resumed is first moved to its checkpoint (records
+    /// acknowledged to this process since it was paused are not read back).
+    fn reassign(
+        &self,
+        consumer: &StreamConsumer<KafkaContext>,
+        log: &Log,
+        resumed: &mut std::collections::HashSet<i32>,
+    ) {
+        let wanted: std::collections::HashSet<i32> = log.reading().into_iter().collect();
+        let list = |partitions: &mut dyn Iterator<Item = &i32>| {
+            let mut list = TopicPartitionList::new();
+            for partition in partitions {
+                list.add_partition(&self.topic, *partition);
+            }
+            list
+        };
+        let pause = list(&mut resumed.difference(&wanted));
+        if pause.count() > 0 {
+            if let Err(e) = consumer.pause(&pause) {
+                tracing::error!(error = %e, "pausing the follower's partitions");
+            }
+        }
+        for partition in wanted.difference(resumed) {
+            let next = Offset::Offset(log.next(*partition));
+            if let Err(e) = consumer.seek(&self.topic, *partition, next, Duration::ZERO) {
+                tracing::error!(error = %e, partition, "moving the follower to its checkpoint");
+            }
+        }
+        let resume = list(&mut wanted.difference(resumed));
+        if resume.count() > 0 {
+            if let Err(e) = consumer.resume(&resume) {
+                tracing::error!(error = %e, "resuming the follower's partitions");
+            }
+        }
+        *resumed = wanted;
     }
 
     /// The row a record adds to the index, or `None` for an unreadable one (skipped). Retries

@@ -151,13 +151,16 @@ impl Application {
         });
         let (fatal_tx, fatal) = watch::channel(None);
         let (alive, alive_rx) = watch::channel(());
+        let wiring = Wiring {
+            metrics: follow_metrics,
+            inbox,
+            commands,
+        };
         tokio::spawn(start_up(
             state.clone(),
             kafka,
             settings.clone(),
-            follow_metrics,
-            inbox,
-            commands,
+            wiring,
             alive_rx,
             fatal_tx,
         ));
@@ -303,6 +306,14 @@ fn is_fatal_registry_error(error: &anyhow::Error) -> bool {
     })
 }
 
+/// What start-up hands the follower and the group member: the follower's metrics, its inbox,
+/// and the sender of the group's commands.
+struct Wiring {
+    metrics: follow::FollowMetrics,
+    inbox: Arc<tokio::sync::Mutex<follow::Inbox>>,
+    commands: tokio::sync::mpsc::UnboundedSender<own::Command>,
+}
+
 /// Creates the topic, registers the schema and brings the order index up to the topic's end,
 /// retrying until it works or meets a problem that retrying cannot fix (then `fatal` says
 /// which).
@@ -310,12 +321,15 @@ async fn start_up(
     state: Data<AppState>,
     kafka: KafkaSettings,
     settings: Settings,
-    metrics: follow::FollowMetrics,
-    inbox: Arc<tokio::sync::Mutex<follow::Inbox>>,
-    commands: tokio::sync::mpsc::UnboundedSender<own::Command>,
+    wiring: Wiring,
     alive: watch::Receiver<()>,
     fatal: watch::Sender<Option<String>>,
 ) {
+    let Wiring {
+        metrics,
+        inbox,
+        commands,
+    } = wiring;
     let mut backoff = Duration::from_millis(200);
     let timeout = settings.publish_timeout();
     loop {

@@ -36,17 +36,6 @@ const SERVICE_KIT_ENV: [(&str, &str); 2] = [
 /// service-kit turns every `KAFKA_PROPERTY_<NAME>` into a librdkafka property.
 const PASS_THROUGH_PREFIX: &str = "KAFKA_PROPERTY_";
 
-/// CartService's replica settings (its consumer group), which the compose files set before the
-/// binary reads them: accepted for `cart-service` while its `--help` does not list them yet.
-/// Delete this list once CartService reads them (then `--help` is checked as for the rest).
-const CART_ENV_BEING_ADDED: [&str; 2] = ["CART_ADVERTISED_URL", "CART_GROUP_ID"];
-
-/// Whether `binary` reads `var`: its `--help` lists it, or it is one of
-/// [`CART_ENV_BEING_ADDED`] for CartService.
-fn listed_or_being_added(binary: &str, help: &BTreeMap<String, Option<String>>, var: &str) -> bool {
-    help.contains_key(var) || (binary == "cart-service" && CART_ENV_BEING_ADDED.contains(&var))
-}
-
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -582,7 +571,7 @@ fn services_are_given_only_variables_their_binaries_read() {
         let uses_service_kit = manifest.contains("service-kit");
         let given = effective_env(&image);
         for var in given.keys() {
-            let read = listed_or_being_added(&binary, &help, var)
+            let read = help.contains_key(var)
                 || (uses_service_kit
                     && (SERVICE_KIT_ENV.iter().any(|(n, _)| n == var)
                         || var.starts_with(PASS_THROUGH_PREFIX)));
@@ -1099,7 +1088,7 @@ fn the_secured_example_sets_only_read_variables_and_passes_passwords_as_secrets(
         assert!(env["SCHEMA_REGISTRY_URL"].starts_with("https://"), "{name}");
 
         for var in env.keys().chain(optional.iter()) {
-            let read = listed_or_being_added(&binary, &help, var)
+            let read = help.contains_key(var)
                 || SERVICE_KIT_ENV.iter().any(|(n, _)| n == var)
                 || var.starts_with(PASS_THROUGH_PREFIX);
             if !read {

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod fencing;
 mod orders;
 mod resilience;
 mod state;
