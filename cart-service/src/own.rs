@@ -81,6 +81,7 @@ pub(crate) struct Ownership {
 #[derive(Clone)]
 pub(crate) struct OwnMetrics {
     owned: IntGauge,
+    known: IntGauge,
     claims: IntCounterVec,
     pub(crate) forwarded: IntCounterVec,
     pub(crate) fenced: prometheus::IntCounter,
@@ -91,6 +92,10 @@ impl OwnMetrics {
         let owned = IntGauge::new(
             "cart_partitions_owned",
             "Partitions of the topic this instance owns (its claim took effect)",
+        )?;
+        let known = IntGauge::new(
+            "cart_partition_owners_known",
+            "Partitions whose owner this instance knows (itself or from the owner map), as of the last scrape: the others answer 503",
         )?;
         let claims = IntCounterVec::new(
             Opts::new(
@@ -111,11 +116,13 @@ impl OwnMetrics {
             "Acknowledged records that did not count: a newer claim of their partition preceded them (answered 503)",
         )?;
         registry.register(Box::new(owned.clone()))?;
+        registry.register(Box::new(known.clone()))?;
         registry.register(Box::new(claims.clone()))?;
         registry.register(Box::new(forwarded.clone()))?;
         registry.register(Box::new(fenced.clone()))?;
         Ok(OwnMetrics {
             owned,
+            known,
             claims,
             forwarded,
             fenced,
@@ -163,6 +170,16 @@ impl Ownership {
             Some(entry) if entry.url != self.me => Route::Owner(entry.url.clone()),
             _ => Route::Moving,
         }
+    }
+
+    /// Sets `cart_partition_owners_known` for a topic of `partitions` (at scrape time).
+    pub(crate) fn observe(&self, partitions: i32) {
+        let known = (0..partitions)
+            .filter(|p| self.route(*p) != Route::Moving)
+            .count();
+        self.metrics
+            .known
+            .set(i64::try_from(known).unwrap_or(i64::MAX));
     }
 
     /// Whether `claim` is still this instance's claim of `partition`.

@@ -51,7 +51,12 @@ struct Instance {
     process: Process,
 }
 
+/// One cluster at a time: three instances, a broker, a registry and OrderService each are
+/// what two shared cores can run without the test measuring the machine instead.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Cluster {
+    _turn: tokio::sync::MutexGuard<'static, ()>,
     broker: testkit::Broker,
     registry: schema_registry::Running,
     order: order_service::Running,
@@ -63,6 +68,7 @@ struct Cluster {
 
 impl Cluster {
     async fn start(instances: usize) -> Cluster {
+        let turn = ONE_AT_A_TIME.lock().await;
         let binary = tokio::task::spawn_blocking(cart_binary).await.unwrap();
         let broker = testkit::Broker::start().unwrap();
         let registry = schema_registry::spawn(schema_registry::Settings::for_tests(
@@ -103,6 +109,7 @@ impl Cluster {
             });
         }
         let cluster = Cluster {
+            _turn: turn,
             broker,
             registry,
             order,
@@ -134,16 +141,33 @@ impl Cluster {
         Fut: std::future::Future<Output = bool>,
     {
         if let Err(e) = testkit::wait::until_async(what, limit, condition).await {
-            panic!("{e:#} (logs in {})", self.dir.path().display());
+            panic!("{e:#}\n{}", self.log_tails());
         }
+    }
+
+    /// The last lines of every instance's log (for a failure's message).
+    fn log_tails(&self) -> String {
+        let mut tails = String::new();
+        for n in 0..self.carts.len() {
+            let path = self.dir.path().join(format!("cart-{n}.log"));
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            tails.push_str(&format!("--- cart-{n}.log (last 40 lines)\n"));
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                tails.push_str(line);
+                tails.push('\n');
+            }
+        }
+        tails
     }
 
     async fn status(&self, request: reqwest::RequestBuilder) -> Option<u16> {
         request.send().await.ok().map(|r| r.status().as_u16())
     }
 
-    /// `cart_partitions_owned` of instance `n` (None if it does not answer).
-    async fn owned(&self, n: usize) -> Option<f64> {
+    /// `cart_partitions_owned` and `cart_partition_owners_known` of instance `n` (None if it
+    /// does not answer).
+    async fn owned(&self, n: usize) -> Option<(f64, f64)> {
         let text = self
             .http
             .get(format!("{}/metrics", self.carts[n].url))
@@ -154,10 +178,14 @@ impl Cluster {
             .text()
             .await
             .ok()?;
-        testkit::metrics::value(&text, "cart_partitions_owned")
+        Some((
+            testkit::metrics::value(&text, "cart_partitions_owned")?,
+            testkit::metrics::value(&text, "cart_partition_owners_known")?,
+        ))
     }
 
-    /// Waits until the instances in `live` own every partition between them, each at least one.
+    /// Waits until the instances in `live` own every partition between them, each at least one,
+    /// and each knows every partition's owner.
     async fn wait_spread(&self, live: &[usize]) {
         self.wait(
             &format!("instances {live:?} to own every partition"),
@@ -166,7 +194,9 @@ impl Cluster {
                 let mut total = 0.0;
                 for n in live {
                     match self.owned(*n).await {
-                        Some(owned) if owned >= 1.0 => total += owned,
+                        Some((owned, known)) if owned >= 1.0 && known == f64::from(PARTITIONS) => {
+                            total += owned;
+                        }
                         _ => return false,
                     }
                 }
@@ -274,15 +304,9 @@ impl Cluster {
     /// Which instance owns each partition, learned by creating a probe order of that partition
     /// through instance `via` (an answer not forwarded comes from the owner).
     async fn owner_of(&self, partition: i32, live: &[usize]) -> usize {
-        let id = id_in(&format!("PROBE-{partition}"), partition);
         for n in live {
-            let answer = self.create(*n, &format!("{id}-{n}")).await;
-            let probe = format!("{id}-{n}");
-            assert_eq!(
-                order_events::partition_for(&probe, PARTITIONS),
-                partition,
-                "the probe's partition"
-            );
+            let probe = id_in(&format!("PROBE-{n}"), partition);
+            let answer = self.create(*n, &probe).await;
             if answer.status == Some(201) && !answer.forwarded {
                 return *n;
             }
@@ -540,7 +564,12 @@ async fn a_paused_instance_that_lost_its_partition_writes_nothing_that_counts() 
     // The zombie gets a request while it sleeps (the kernel queues it), and the new owner
     // changes the order meanwhile.
     let zombie_answer = {
-        let http = c.http.clone();
+        // A new connection: a pooled one may have timed out on the server's side meanwhile.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
         let url = c.carts[0].url.clone();
         let id = id.clone();
         tokio::spawn(async move {

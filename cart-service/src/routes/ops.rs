@@ -57,5 +57,6 @@ pub(crate) async fn metrics(state: Data<AppState>) -> HttpResponse {
     state
         .in_memory
         .set(i64::try_from(state.orders.len()).unwrap_or(i64::MAX));
+    state.ownership.observe(state.partitions());
     state.metrics.response()
 }
