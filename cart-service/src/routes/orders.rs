@@ -47,11 +47,20 @@ fn unavailable(message: impl Into<String>) -> HttpError {
     HttpError::new(StatusCode::SERVICE_UNAVAILABLE, message)
 }
 
+/// Writes are taken once start-up finished and while the order index keeps up: a write is
+/// acknowledged only after the follower applied it in log order, so while the follower is
+/// stuck (a failing disk, the registry away while it reads a record) new writes are refused at
+/// once instead of each waiting for the publish timeout and holding memory meanwhile.
 fn ensure_ready(state: &AppState) -> Result<(), HttpError> {
-    match state.not_ready() {
-        None => Ok(()),
-        Some(reason) => Err(unavailable(format!(
+    if let Some(reason) = state.not_ready() {
+        return Err(unavailable(format!(
             "CartService is not ready yet: {reason}"
+        )));
+    }
+    match state.progress.problem() {
+        None => Ok(()),
+        Some(problem) => Err(unavailable(format!(
+            "CartService's order index is not keeping up ({problem}); retry shortly"
         ))),
     }
 }
