@@ -64,7 +64,7 @@ impl PublishMetrics {
     }
 }
 
-/// The single writer of the orders topic.
+/// The producer of the orders topic (records, claims) and of the owner map.
 pub(crate) struct Publisher {
     producer: RwLock<Arc<OrderProducer>>,
     config: ClientConfig,

@@ -1,19 +1,26 @@
 //! CartService: validated orders, published as Avro records keyed by `orderId`.
 //!
-//! CartService is the single writer of the orders topic. A create or update is answered only
-//! after the broker acknowledged the record (acks=all, idempotent producer), so a client that
-//! hears "created" can trust the order is in Kafka exactly as answered. Kafka is the system of
-//! record: the order index on disk (`store`, under `DATA_DIR`) is a projection of the topic,
-//! kept by `follow` with its offsets, and the service answers ready only once the index has
-//! read the topic up to its end as of start-up, so 409/404 and updates are right after any
-//! restart; a restart reads only what was written after the index's checkpoint.
+//! A create or update is answered only after the broker acknowledged the record (acks=all,
+//! idempotent producer) and the log showed that it counts, so a client that hears "created" can
+//! trust the order is in Kafka exactly as answered. Kafka is the system of record: the order
+//! index on disk (`store`, under `DATA_DIR`) is a projection of the topic, kept by `follow` with
+//! its offsets, and the service answers ready only once the index has read the topic up to its
+//! end as of start-up, so 409/404 and updates are right after any restart; a restart reads only
+//! what was written after the index's checkpoint.
+//!
+//! Several instances share the topic: each partition has one writer at a time (`own`: a
+//! consumer group assigns partitions, a claim in the log makes an instance their owner,
+//! `order_events::fencing` makes a former owner's late writes count for nobody), and a request
+//! for an order owned elsewhere is forwarded there (`routes::forward`). One instance alone owns
+//! every partition.
 //!
 //! The crate exposes [`Settings`], [`Application`] (what `main` runs) and [`spawn`]/[`Running`]
 //! (tests and embedding); everything else is private to it.
 //!
 //! Map: `settings`, `request` (bodies → commands: shape, `validator` rules, domain newtypes),
 //! `generate` (what the client left out), `orders` (per-order locks and what the index does
-//! not hold yet), `store` (the order index), `follow` (the topic into the index), `kafka`
+//! not hold yet), `store` (the order index), `follow` (the topic into the index, claims, verdicts),
+//! `own` (partition ownership and the owner map), `kafka`
 //! (publishing), `routes` (HTTP: the shared `AppState`, handlers, `dto` for
 //! the bodies read and answered), `openapi` (the documented API). The operations surface
 //! (`/health`, `/ready`, `/metrics`, `/docs`, request IDs, access log, HTTP metrics, shutdown

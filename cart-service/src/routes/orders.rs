@@ -346,7 +346,8 @@ fn build_order(state: &AppState, input: CreateOrder) -> Result<OrderEvent, HttpE
 
 /// Create an order.
 ///
-/// Generates `customerId`, `items`, `currency` and `orderDate` unless given, publishes the order
+/// Any CartService instance takes it: one that does not own the order's partition forwards it
+/// to the owner (the answer then carries `X-Cart-Forwarded: 1`). Generates `customerId`, `items`, `currency` and `orderDate` unless given, publishes the order
 /// as an `ORDER_CREATED` record (version 1) keyed by `orderId`, and answers once the broker
 /// acknowledged it.
 #[utoipa::path(post, path = "/api/create-order", tag = "orders",
@@ -363,7 +364,7 @@ fn build_order(state: &AppState, input: CreateOrder) -> Result<OrderEvent, HttpE
             example = json!({"success": false, "message": "Order 'ORDER-001' already exists", "errors": []})),
         (status = 413, description = "Body too large", body = service_kit::http_error::ErrorBody),
         (status = 415, description = "Not application/json", body = service_kit::http_error::ErrorBody),
-        (status = 503, description = "Broker or registry unreachable (within the publish timeout). If the record may still land, CartService keeps it and a retried create of the ID answers 201 with that order", body = service_kit::http_error::ErrorBody,
+        (status = 503, description = "Broker or registry unreachable (within the publish timeout). If the record may still land, CartService keeps it and a retried create of the ID answers 201 with that order. Also, with `Retry-After`, while the order's partition moves between CartService instances, and when the partition moved while the record was written (it then counts for nobody)", body = service_kit::http_error::ErrorBody,
             example = json!({"success": false, "message": "Kafka broker unreachable or not acknowledging: Message production error: MessageTimedOut", "errors": []})),
     ))]
 pub(crate) async fn create_order(
@@ -429,7 +430,7 @@ pub(crate) async fn create_order(
             example = json!({"success": false, "message": "Order 'ORDER-404' not found", "errors": []})),
         (status = 409, description = "The lifecycle forbids this move", body = service_kit::http_error::ErrorBody,
             example = json!({"success": false, "message": "Order 'ORDER-001' cannot move from delivered to pending", "errors": []})),
-        (status = 503, description = "Broker or registry unreachable. If the record may still land, CartService keeps it and sends it again before any other change to the order", body = service_kit::http_error::ErrorBody),
+        (status = 503, description = "Broker or registry unreachable. If the record may still land, CartService keeps it and sends it again before any other change to the order. Also, with `Retry-After`, while the order's partition moves between CartService instances, and when the partition moved while the record was written (it then counts for nobody)", body = service_kit::http_error::ErrorBody),
     ))]
 pub(crate) async fn update_order(
     state: Data<AppState>,
