@@ -352,9 +352,8 @@ async fn start_up(
                 .await
                 .context("Kafka broker unreachable")?;
             state.partitions.store(partitions, Ordering::Release);
-            own::ensure_owners_topic(&kafka, &settings.kafka_topic, timeout)
-                .await
-                .context("Kafka broker unreachable")?;
+            // Its own context names the topic (a cluster may refuse to create it).
+            own::ensure_owners_topic(&kafka, &settings.kafka_topic, timeout).await?;
             state.set_loading(Some("registering the schema".into()));
             let id = state
                 .codec

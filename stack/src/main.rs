@@ -382,6 +382,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             let cart_bin = bin("cart-service");
             let cart_data = data.join(&instance.data_subdir);
             let (b, r, port) = (bootstrap.clone(), registry_url.clone(), instance.port);
+            let name = instance.name.clone();
             supervisor.start(
                 instance.name.clone(),
                 Box::new(move || {
@@ -390,6 +391,9 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
                         .env("SCHEMA_REGISTRY_URL", &r)
                         .env("API_PORT", port.to_string())
                         .env("CART_ADVERTISED_URL", format!("http://127.0.0.1:{port}"))
+                        // Static membership: an instance the supervisor restarts after a crash
+                        // gets its partitions back at once instead of after the session timeout.
+                        .env("CART_INSTANCE_ID", &name)
                         .env("DATA_DIR", &cart_data);
                     cart
                 }),
