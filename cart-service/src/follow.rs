@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::StreamExt;
-use order_events::fencing::{self, Marked};
+use order_events::fencing::{self, Marked, Verdict};
 use order_events::{Fence, OrderEventCodec};
 use prometheus::{IntCounter, IntGauge, Registry};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -163,14 +163,14 @@ impl Log {
     }
 
     /// Applies a record in log order through the partition's fence.
-    fn fence(&mut self, partition: i32, offset: i64, marked: Marked) -> bool {
+    fn fence(&mut self, partition: i32, offset: i64, marked: Marked) -> Verdict {
         let fence = self.fences.entry(partition).or_default();
         let before = fence.current();
-        let counts = fence.apply(offset, marked);
+        let verdict = fence.judge(offset, marked);
         if let Some(now) = fence.current().filter(|now| Some(*now) != before) {
             self.history.entry(partition).or_default().push(now);
         }
-        counts
+        verdict
     }
 
     /// The claim that was in effect at `offset` (already passed).
@@ -218,7 +218,7 @@ impl Log {
             Marked::Order {
                 under: Some(written.under),
             },
-        );
+        ) == Verdict::Counts;
         if counts {
             out.rows.push(written.row);
         }
@@ -264,16 +264,14 @@ impl Log {
                 Read::Skip
             }
             None => match marked {
-                Ok(marked @ Marked::Claim { .. }) => {
-                    let before = self.fences.get(&partition).and_then(Fence::current);
-                    self.fence(partition, offset, marked);
-                    let took_effect =
-                        self.fences.get(&partition).and_then(Fence::current) != before;
-                    out.claims.push((partition, offset, took_effect));
-                    Read::Skip
-                }
-                Ok(marked) if self.fence(partition, offset, marked) => Read::Decode,
-                Ok(_) => Read::Skip,
+                Ok(marked) => match self.fence(partition, offset, marked) {
+                    Verdict::Claim { took_effect } => {
+                        out.claims.push((partition, offset, took_effect));
+                        Read::Skip
+                    }
+                    Verdict::Counts => Read::Decode,
+                    Verdict::Fenced { .. } => Read::Skip,
+                },
                 Err(e) => {
                     tracing::warn!(partition, offset, error = %e, "skipping a record with a bad fencing header");
                     Read::Skip
@@ -409,15 +407,11 @@ impl FollowMetrics {
 
 /// A record's fencing headers, classified.
 fn marked(message: &rdkafka::message::BorrowedMessage<'_>) -> Result<Marked, fencing::BadHeader> {
-    let header = |name: &str| {
+    fencing::classify_headers(
         message
             .headers()
-            .and_then(|headers| headers.iter().find(|h| h.key == name))
-            .and_then(|h| h.value)
-    };
-    fencing::classify(
-        header(fencing::CLAIM_HEADER),
-        header(fencing::WRITTEN_UNDER_HEADER),
+            .into_iter()
+            .flat_map(|headers| headers.iter().map(|h| (h.key, h.value))),
     )
 }
 

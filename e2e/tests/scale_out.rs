@@ -266,9 +266,7 @@ impl Cluster {
         let mut fences = order_events::Fences::default();
         let mut counted = Vec::new();
         for record in records {
-            if !fences.counts(record.partition, record.offset, |name| {
-                record.header(name).map(str::as_bytes)
-            }) {
+            if !fences.counts(record.partition, record.offset, record.header_pairs()) {
                 continue;
             }
             let event = codec.decode(record.value.as_deref()).await.unwrap();

@@ -89,6 +89,41 @@ pub fn classify(claim: Option<&[u8]>, under: Option<&[u8]>) -> Result<Marked, Ba
     }
 }
 
+/// Classifies a record by its headers (name, value), as a Kafka client lists them. A header
+/// that appears more than once counts by its last value (as Java's `lastHeader`); a header
+/// without a value reads as empty, which is not an offset.
+pub fn classify_headers<'a>(
+    headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+) -> Result<Marked, BadHeader> {
+    let mut claim = None;
+    let mut under = None;
+    for (name, value) in headers {
+        let value = value.unwrap_or_default();
+        if name == CLAIM_HEADER {
+            claim = Some(value);
+        } else if name == WRITTEN_UNDER_HEADER {
+            under = Some(value);
+        }
+    }
+    classify(claim, under)
+}
+
+/// What the fence of its partition says about one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A claim: `took_effect` if it superseded the claim in effect (a claim that lost the race
+    /// changes nothing). Never an order.
+    Claim { took_effect: bool },
+    /// An order record that counts.
+    Counts,
+    /// An order record written under `under`, which is not the claim in effect (`in_effect`):
+    /// a former owner's late write, which no reader counts.
+    Fenced {
+        under: Option<i64>,
+        in_effect: Option<i64>,
+    },
+}
+
 /// The value of [`CLAIM_HEADER`] for a claim superseding `current`.
 pub fn claim_header(current: Option<i64>) -> String {
     current.map_or_else(|| NONE.to_string(), |offset| offset.to_string())
@@ -133,15 +168,23 @@ impl Fence {
         }
     }
 
+    /// Applies the record at `offset` (records in log order) and says what it is.
+    pub fn judge(&mut self, offset: i64, marked: Marked) -> Verdict {
+        match marked {
+            Marked::Claim { supersedes } => Verdict::Claim {
+                took_effect: self.claim(offset, supersedes),
+            },
+            Marked::Order { under } if self.admits(under) => Verdict::Counts,
+            Marked::Order { under } => Verdict::Fenced {
+                under,
+                in_effect: self.current,
+            },
+        }
+    }
+
     /// Applies a record in log order: whether it is an order record that counts.
     pub fn apply(&mut self, offset: i64, marked: Marked) -> bool {
-        match marked {
-            Marked::Claim { supersedes } => {
-                self.claim(offset, supersedes);
-                false
-            }
-            Marked::Order { under } => self.admits(under),
-        }
+        self.judge(offset, marked) == Verdict::Counts
     }
 }
 
@@ -152,15 +195,15 @@ pub struct Fences(HashMap<i32, Fence>);
 
 impl Fences {
     /// Whether the record at `offset` of `partition` (records of a partition in offset order)
-    /// is an order record that counts; `header` gives a header's value by name. A claim, a
+    /// is an order record that counts, by its headers ([`classify_headers`]). A claim, a
     /// fenced record and one with a bad header do not.
     pub fn counts<'a>(
         &mut self,
         partition: i32,
         offset: i64,
-        header: impl Fn(&str) -> Option<&'a [u8]>,
+        headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
     ) -> bool {
-        classify(header(CLAIM_HEADER), header(WRITTEN_UNDER_HEADER))
+        classify_headers(headers)
             .is_ok_and(|marked| self.0.entry(partition).or_default().apply(offset, marked))
     }
 }
@@ -229,11 +272,8 @@ mod tests {
 
     #[test]
     fn fences_of_a_topic_are_kept_per_partition() {
-        let claim =
-            |value: &'static [u8]| move |name: &str| (name == CLAIM_HEADER).then_some(value);
-        let under = |value: &'static [u8]| {
-            move |name: &str| (name == WRITTEN_UNDER_HEADER).then_some(value)
-        };
+        let claim = |value: &'static [u8]| [(CLAIM_HEADER, Some(value))];
+        let under = |value: &'static [u8]| [(WRITTEN_UNDER_HEADER, Some(value))];
         let mut fences = Fences::default();
         assert!(!fences.counts(0, 0, claim(b"none")));
         assert!(!fences.counts(1, 0, claim(b"none")));
@@ -242,6 +282,71 @@ mod tests {
         assert!(fences.counts(1, 1, under(b"0")), "not in partition 1");
         assert!(fences.counts(0, 3, under(b"1")));
         assert!(!fences.counts(0, 4, under(b"x")));
-        assert!(fences.counts(0, 5, |_| None), "outside the protocol");
+        assert!(fences.counts(0, 5, []), "outside the protocol");
+    }
+
+    #[test]
+    fn headers_are_read_as_a_client_lists_them() {
+        let read = |pairs: &[(&'static str, Option<&'static [u8]>)]| {
+            classify_headers(pairs.iter().copied())
+        };
+        assert_eq!(read(&[]), Ok(Marked::Order { under: None }));
+        assert_eq!(
+            read(&[("trace-id", Some(b"t-1"))]),
+            Ok(Marked::Order { under: None })
+        );
+        assert_eq!(
+            read(&[
+                (CLAIM_HEADER, Some(b"none")),
+                (CLAIMANT_HEADER, Some(b"http://a"))
+            ]),
+            Ok(Marked::Claim { supersedes: None })
+        );
+        assert_eq!(
+            read(&[
+                (WRITTEN_UNDER_HEADER, Some(b"x")),
+                (WRITTEN_UNDER_HEADER, Some(b"8"))
+            ]),
+            Ok(Marked::Order { under: Some(8) }),
+            "the last of a repeated header counts"
+        );
+        assert!(read(&[(WRITTEN_UNDER_HEADER, None)]).is_err());
+        assert!(read(&[(CLAIM_HEADER, None)]).is_err());
+        assert!(read(&[(CLAIM_HEADER, Some(b"-3"))]).is_err());
+    }
+
+    #[test]
+    fn a_verdict_says_why_a_record_does_not_count() {
+        let mut fence = Fence::default();
+        let claim = |supersedes| Marked::Claim { supersedes };
+        let order = |under| Marked::Order { under };
+        assert_eq!(
+            fence.judge(0, claim(None)),
+            Verdict::Claim { took_effect: true }
+        );
+        assert_eq!(fence.judge(1, order(Some(0))), Verdict::Counts);
+        assert_eq!(
+            fence.judge(2, claim(Some(0))),
+            Verdict::Claim { took_effect: true }
+        );
+        assert_eq!(
+            fence.judge(3, order(Some(0))),
+            Verdict::Fenced {
+                under: Some(0),
+                in_effect: Some(2)
+            }
+        );
+        assert_eq!(
+            fence.judge(4, claim(None)),
+            Verdict::Claim { took_effect: false }
+        );
+        assert_eq!(
+            fence.judge(5, order(Some(4))),
+            Verdict::Fenced {
+                under: Some(4),
+                in_effect: Some(2)
+            }
+        );
+        assert_eq!(fence.judge(6, order(None)), Verdict::Counts);
     }
 }

@@ -39,10 +39,11 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::dlq::{DeadLetters, Poison};
-use crate::fence::{judge, marked, Verdict};
+use crate::fence::marked;
 use crate::metrics::ConsumerMetrics;
 use crate::store::{Batch, Store};
 use crate::waiters::Waiters;
+use order_events::fencing::Verdict;
 use service_kit::kafka::{ensure_topic, topic_partitions, KafkaContext, KafkaSettings, TopicSpec};
 
 /// The first retry waits this long; each further one twice as long, up to the configured cap.
@@ -487,7 +488,7 @@ impl Pipeline {
             // whatever its key and value.
             let fenced = marked(message.headers()).map(|marked| {
                 let fence = fences.entry(partition).or_default();
-                judge(fence, offset, marked)
+                fence.judge(offset, marked)
             });
             match fenced {
                 Ok(Verdict::Counts) => {}

@@ -7,63 +7,16 @@
 //! apply loop ([`crate::consumer`]) and the topic scan ([`crate::topic_scan`]) both read the
 //! headers and apply the rule through this module, so they cannot disagree.
 
-use order_events::fencing::{classify, BadHeader, Marked, CLAIM_HEADER, WRITTEN_UNDER_HEADER};
-use order_events::Fence;
+use order_events::fencing::{classify_headers, BadHeader, Marked};
 use rdkafka::message::Headers;
 
-/// Classifies a record by its fencing headers ([`CLAIM_HEADER`], [`WRITTEN_UNDER_HEADER`]).
-/// If a header appears more than once, the last one counts (as Java's `lastHeader`); a header
-/// without a value reads as empty, which is not an offset ([`BadHeader`]).
+/// Classifies a record by its fencing headers (`order_events::fencing::classify_headers`).
 pub(crate) fn marked<H: Headers>(headers: Option<&H>) -> Result<Marked, BadHeader> {
-    let mut claim = None;
-    let mut under = None;
-    if let Some(headers) = headers {
-        for header in headers.iter() {
-            let value = header.value.unwrap_or_default();
-            if header.key == CLAIM_HEADER {
-                claim = Some(value);
-            } else if header.key == WRITTEN_UNDER_HEADER {
-                under = Some(value);
-            }
-        }
-    }
-    classify(claim, under)
-}
-
-/// What the fence of its partition says about one record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// A claim record: `took_effect` if it superseded the claim in effect (a claim that lost
-    /// the race changes nothing). Never an order.
-    Claim { took_effect: bool },
-    /// An order record that counts.
-    Counts,
-    /// An order record written under claim `under`, which is not the one in effect
-    /// (`in_effect`): a zombie's late write, ignored by every reader.
-    Fenced {
-        under: Option<i64>,
-        in_effect: Option<i64>,
-    },
-}
-
-/// Applies the record at `offset` to its partition's `fence` (in offset order) and says what
-/// it is. The same rule as [`Fence::apply`]; a claim also says whether it took effect.
-pub(crate) fn judge(fence: &mut Fence, offset: i64, marked: Marked) -> Verdict {
-    match marked {
-        Marked::Claim { supersedes } => Verdict::Claim {
-            took_effect: fence.claim(offset, supersedes),
-        },
-        Marked::Order { under } => {
-            if fence.apply(offset, marked) {
-                Verdict::Counts
-            } else {
-                Verdict::Fenced {
-                    under,
-                    in_effect: fence.current(),
-                }
-            }
-        }
-    }
+    classify_headers(
+        headers
+            .into_iter()
+            .flat_map(|headers| headers.iter().map(|h| (h.key, h.value))),
+    )
 }
 
 #[cfg(test)]
@@ -116,42 +69,5 @@ mod tests {
         assert!(marked(Some(&headers(&[("cart-claim-offset", None)]))).is_err());
         assert!(marked(Some(&headers(&[("cart-claim", None)]))).is_err());
         assert!(marked(Some(&headers(&[("cart-claim", Some("-3"))]))).is_err());
-    }
-
-    #[test]
-    fn a_zombies_record_is_fenced_and_a_losing_claim_changes_nothing() {
-        let mut fence = Fence::default();
-        let claim = |supersedes| Marked::Claim { supersedes };
-        let order = |under| Marked::Order { under };
-        assert_eq!(
-            judge(&mut fence, 0, claim(None)),
-            Verdict::Claim { took_effect: true }
-        );
-        assert_eq!(judge(&mut fence, 1, order(Some(0))), Verdict::Counts);
-        assert_eq!(
-            judge(&mut fence, 2, claim(Some(0))),
-            Verdict::Claim { took_effect: true }
-        );
-        assert_eq!(
-            judge(&mut fence, 3, order(Some(0))),
-            Verdict::Fenced {
-                under: Some(0),
-                in_effect: Some(2)
-            }
-        );
-        assert_eq!(judge(&mut fence, 4, order(Some(2))), Verdict::Counts);
-        assert_eq!(
-            judge(&mut fence, 5, claim(None)),
-            Verdict::Claim { took_effect: false }
-        );
-        assert_eq!(
-            judge(&mut fence, 6, order(Some(5))),
-            Verdict::Fenced {
-                under: Some(5),
-                in_effect: Some(2)
-            }
-        );
-        assert_eq!(judge(&mut fence, 7, order(None)), Verdict::Counts);
-        assert_eq!(fence.current(), Some(2));
     }
 }

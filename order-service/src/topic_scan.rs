@@ -38,8 +38,9 @@ use tokio::sync::Semaphore;
 
 use crate::connection::ClientSocket;
 use crate::dlq;
-use crate::fence::{judge, marked, Verdict};
+use crate::fence::marked;
 use crate::metrics::TopicScanMetrics;
+use order_events::fencing::Verdict;
 use service_kit::kafka::{topic_partitions, KafkaContext, KafkaSettings};
 
 /// How often a running scan looks at its client's socket.
@@ -311,7 +312,7 @@ fn counts<H: Headers>(fence: &mut Fence, offset: i64, headers: Option<&H>) -> bo
         return true;
     }
     match marked(headers) {
-        Ok(marked) => judge(fence, offset, marked) == Verdict::Counts,
+        Ok(marked) => fence.judge(offset, marked) == Verdict::Counts,
         Err(_) => true,
     }
 }

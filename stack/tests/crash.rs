@@ -258,11 +258,9 @@ fn every_acknowledged_order_survives_kill_9_of_each_process_and_a_hung_broker() 
     let mut on_topic: BTreeMap<String, usize> = BTreeMap::new();
     // The order records that count: CartService's claims and fenced records left out.
     let mut fences = order_events::Fences::default();
-    let counted = records.iter().filter(|r| {
-        fences.counts(r.partition, r.offset, |name| {
-            r.header(name).map(str::as_bytes)
-        })
-    });
+    let counted = records
+        .iter()
+        .filter(|r| fences.counts(r.partition, r.offset, r.header_pairs()));
     for record in counted {
         *on_topic.entry(record.key_text()).or_default() += 1;
     }

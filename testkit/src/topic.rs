@@ -32,6 +32,14 @@ impl TopicRecord {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The headers as (name, value) pairs, as a Kafka client lists them (values as read here:
+    /// lossy UTF-8).
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), Some(value.as_bytes())))
+    }
+
     /// The key as (lossy) UTF-8; empty when there is none.
     pub fn key_text(&self) -> String {
         String::from_utf8_lossy(self.key.as_deref().unwrap_or_default()).into_owned()

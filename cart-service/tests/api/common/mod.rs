@@ -182,11 +182,7 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
     testkit::topic::read_to_end(bootstrap, topic, Duration::from_secs(30))
         .unwrap()
         .into_iter()
-        .filter(|r| {
-            fences.counts(r.partition, r.offset, |name| {
-                r.header(name).map(str::as_bytes)
-            })
-        })
+        .filter(|r| fences.counts(r.partition, r.offset, r.header_pairs()))
         .map(|r| Record {
             partition: r.partition,
             key: r.key_text(),
