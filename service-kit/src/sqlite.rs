@@ -184,16 +184,7 @@ pub fn store_claims(
     topic: &str,
     claims: &[(i32, i64)],
 ) -> anyhow::Result<()> {
-    let mut claim = tx.prepare_cached(
-        "INSERT INTO claims (topic, partition, claim_offset) VALUES (?1, ?2, ?3)
-         ON CONFLICT (topic, partition) DO UPDATE SET claim_offset = excluded.claim_offset",
-    )?;
-    for (partition, offset) in claims {
-        claim
-            .execute(params![topic, partition, offset])
-            .context("storing a claim")?;
-    }
-    Ok(())
+    store_per_partition(tx, "claims", "claim_offset", topic, claims)
 }
 
 /// Stores the next offset to consume per partition of `topic`, inside the caller's transaction.
@@ -202,14 +193,25 @@ pub fn store_offsets(
     topic: &str,
     offsets: &[(i32, i64)],
 ) -> anyhow::Result<()> {
-    let mut offset = tx.prepare_cached(
-        "INSERT INTO offsets (topic, partition, next_offset) VALUES (?1, ?2, ?3)
-         ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-    )?;
-    for (partition, next) in offsets {
-        offset
-            .execute(params![topic, partition, next])
-            .context("storing an offset")?;
+    store_per_partition(tx, "offsets", "next_offset", topic, offsets)
+}
+
+/// Upserts one number per partition of `topic` into `table.column` (names from this module).
+fn store_per_partition(
+    tx: &Transaction<'_>,
+    table: &str,
+    column: &str,
+    topic: &str,
+    values: &[(i32, i64)],
+) -> anyhow::Result<()> {
+    let mut upsert = tx.prepare_cached(&format!(
+        "INSERT INTO {table} (topic, partition, {column}) VALUES (?1, ?2, ?3)
+         ON CONFLICT (topic, partition) DO UPDATE SET {column} = excluded.{column}"
+    ))?;
+    for (partition, value) in values {
+        upsert
+            .execute(params![topic, partition, value])
+            .with_context(|| format!("storing {table} of partition {partition}"))?;
     }
     Ok(())
 }
