@@ -11,11 +11,23 @@ use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-/// A response: status and body.
+/// A response: status, headers and body.
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
+    /// Names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// One keep-alive connection to `host:port`; reconnects lazily after an error or a close.
@@ -144,6 +156,7 @@ async fn read_response(stream: &mut BufReader<TcpStream>) -> anyhow::Result<(Res
     let mut content_length: Option<usize> = None;
     let mut chunked = false;
     let mut close = http10;
+    let mut headers = Vec::new();
     loop {
         line.clear();
         if stream
@@ -170,6 +183,7 @@ async fn read_response(stream: &mut BufReader<TcpStream>) -> anyhow::Result<(Res
             let value = value.to_ascii_lowercase();
             close = value.contains("close") || (http10 && !value.contains("keep-alive"));
         }
+        headers.push((name.trim().to_ascii_lowercase(), value.to_string()));
     }
     let mut body = Vec::new();
     if chunked {
@@ -222,5 +236,12 @@ async fn read_response(stream: &mut BufReader<TcpStream>) -> anyhow::Result<(Res
             .context("reading the body")?;
         close = true;
     }
-    Ok((Response { status, body }, !close))
+    Ok((
+        Response {
+            status,
+            headers,
+            body,
+        },
+        !close,
+    ))
 }

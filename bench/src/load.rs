@@ -38,6 +38,31 @@ pub enum Mode {
     Open { rate: f64 },
 }
 
+/// Which order IDs a run may send (e.g. only those of some partitions): counters whose ID it
+/// rejects are skipped, so the IDs stay `{id_prefix}{n}`, unique, with gaps.
+#[derive(Clone)]
+pub struct IdFilter(Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl IdFilter {
+    pub fn new(accepts: impl Fn(&str) -> bool + Send + Sync + 'static) -> IdFilter {
+        IdFilter(Arc::new(accepts))
+    }
+
+    pub fn accepts(&self, id: &str) -> bool {
+        (self.0)(id)
+    }
+}
+
+impl std::fmt::Debug for IdFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdFilter(..)")
+    }
+}
+
+/// How many consecutive IDs a filter may reject before the worker gives up (a filter that
+/// accepts nothing would otherwise spin forever).
+const MAX_REJECTED_IDS: u32 = 100_000;
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
@@ -53,6 +78,8 @@ pub struct LoadConfig {
     pub num_items: u32,
     /// Order IDs are `{id_prefix}{index}`.
     pub id_prefix: String,
+    /// Only IDs this accepts are sent (then `index` counts candidate IDs, not requests).
+    pub id_filter: Option<IdFilter>,
     /// OrderService, `host:port`: follow each created order until OrderService serves it.
     pub follow: Option<String>,
     /// `waitMs` of the follow-up request.
@@ -72,12 +99,17 @@ impl LoadConfig {
             max_requests: None,
             num_items: 3,
             id_prefix: "LOAD-".into(),
+            id_filter: None,
             follow: None,
             wait_ms: 5_000,
             timeout: Duration::from_secs(30),
         }
     }
 }
+
+/// The header CartService sets on an answer relayed from the instance that owns the order's
+/// partition.
+pub const FORWARDED_HEADER: &str = "x-cart-forwarded";
 
 /// Latencies in microseconds, 1 µs to 10 minutes, 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
@@ -95,6 +127,8 @@ pub struct LoadReport {
     pub sent: u64,
     /// Creates answered 201.
     pub created: u64,
+    /// Of those, answers relayed by another CartService instance (`x-cart-forwarded`).
+    pub forwarded: u64,
     /// Orders OrderService served (with `follow`).
     pub followed: u64,
     /// From the first send to the last answer.
@@ -111,6 +145,34 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
+    /// Runs made at the same time (e.g. one per instance) as one: counts and histograms
+    /// summed, connections too, elapsed the longest of them (throughput is then the total
+    /// over the common wall time). `None` for no reports or runs of different modes.
+    pub fn concurrent(reports: &[LoadReport]) -> anyhow::Result<Option<LoadReport>> {
+        let Some(first) = reports.first() else {
+            return Ok(None);
+        };
+        if reports.iter().any(|x| x.mode != first.mode) {
+            return Ok(None);
+        }
+        let mut all = first.clone();
+        for x in &reports[1..] {
+            all.connections += x.connections;
+            all.sent += x.sent;
+            all.created += x.created;
+            all.forwarded += x.forwarded;
+            all.followed += x.followed;
+            all.elapsed = all.elapsed.max(x.elapsed);
+            all.create.add(&x.create).context("merging histograms")?;
+            all.e2e.add(&x.e2e).context("merging histograms")?;
+            all.max_send_lag = all.max_send_lag.max(x.max_send_lag);
+            for (kind, n) in &x.errors {
+                *all.errors.entry(kind.clone()).or_default() += n;
+            }
+        }
+        Ok(Some(all))
+    }
+
     /// Successful creates per second.
     pub fn throughput(&self) -> f64 {
         self.created as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -217,6 +279,7 @@ fn percentiles_json(h: &Histogram<u64>) -> serde_json::Value {
 struct WorkerResult {
     sent: u64,
     created: u64,
+    forwarded: u64,
     followed: u64,
     create: Histogram<u64>,
     e2e: Histogram<u64>,
@@ -257,14 +320,18 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
     }
     let config = Arc::new(config);
     let next = Arc::new(AtomicU64::new(0));
+    let ids = Arc::new(AtomicU64::new(0));
     let start = Instant::now() + Duration::from_millis(5);
     let deadline = start + config.duration;
     let mut tasks = Vec::with_capacity(connections);
     for (cart, order) in pairs {
         let config = Arc::clone(&config);
-        let next = Arc::clone(&next);
+        let counters = Counters {
+            next: Arc::clone(&next),
+            ids: Arc::clone(&ids),
+        };
         tasks.push(tokio::spawn(worker(
-            config, next, start, deadline, limit, cart, order,
+            config, counters, start, deadline, limit, cart, order,
         )));
     }
     let mut report = LoadReport {
@@ -272,6 +339,7 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
         connections,
         sent: 0,
         created: 0,
+        forwarded: 0,
         followed: 0,
         elapsed: Duration::ZERO,
         create: new_histogram(),
@@ -284,6 +352,7 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
         let r = task.await.context("a load worker panicked")?;
         report.sent += r.sent;
         report.created += r.created;
+        report.forwarded += r.forwarded;
         report.followed += r.followed;
         report.create.add(&r.create).context("merging histograms")?;
         report.e2e.add(&r.e2e).context("merging histograms")?;
@@ -299,9 +368,27 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
     Ok(report)
 }
 
+/// The counters the workers share: requests, and candidate IDs (with an [`IdFilter`]).
+struct Counters {
+    next: Arc<AtomicU64>,
+    ids: Arc<AtomicU64>,
+}
+
+/// The next ID `filter` accepts, or `None` after [`MAX_REJECTED_IDS`] rejections in a row.
+fn next_accepted_id(ids: &AtomicU64, prefix: &str, filter: &IdFilter) -> Option<String> {
+    for _ in 0..MAX_REJECTED_IDS {
+        let n = ids.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{prefix}{n}");
+        if filter.accepts(&id) {
+            return Some(id);
+        }
+    }
+    None
+}
+
 async fn worker(
     config: Arc<LoadConfig>,
-    next: Arc<AtomicU64>,
+    counters: Counters,
     start: Instant,
     deadline: Instant,
     limit: u64,
@@ -311,6 +398,7 @@ async fn worker(
     let mut r = WorkerResult {
         sent: 0,
         created: 0,
+        forwarded: 0,
         followed: 0,
         create: new_histogram(),
         e2e: new_histogram(),
@@ -320,10 +408,22 @@ async fn worker(
     };
     let mut body = Vec::with_capacity(128);
     loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
+        let i = counters.next.fetch_add(1, Ordering::Relaxed);
         if i >= limit {
             break;
         }
+        let id = match &config.id_filter {
+            None => format!("{}{i}", config.id_prefix),
+            Some(filter) => match next_accepted_id(&counters.ids, &config.id_prefix, filter) {
+                Some(id) => id,
+                None => {
+                    *r.errors
+                        .entry("no ID accepted by the filter".into())
+                        .or_default() += 1;
+                    break;
+                }
+            },
+        };
         let intended = match config.mode {
             Mode::Open { rate } => {
                 let at = start + Duration::from_secs_f64(i as f64 / rate);
@@ -351,13 +451,17 @@ async fn worker(
             .max_send_lag
             .max(sent_at.saturating_duration_since(intended));
         r.sent += 1;
-        let id = format!("{}{i}", config.id_prefix);
         body.clear();
         body.extend_from_slice(
             format!(r#"{{"orderId":"{id}","numItems":{}}}"#, config.num_items).as_bytes(),
         );
         let created = match cart.post_json("/api/create-order", &body).await {
-            Ok(response) if response.status == 201 => true,
+            Ok(response) if response.status == 201 => {
+                if response.header(FORWARDED_HEADER).is_some() {
+                    r.forwarded += 1;
+                }
+                true
+            }
             Ok(response) => {
                 *r.errors
                     .entry(format!("create {}", response.status))

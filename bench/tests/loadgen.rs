@@ -10,8 +10,8 @@ use bench::load::{self, LoadConfig, Mode};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-/// A server that answers `POST /api/create-order` with 201 (409 for IDs ending in 7, and one
-/// 300 ms stall when `stall_at` requests have been seen) and `GET /api/order-details` with a
+/// A server that answers `POST /api/create-order` with 201 (409 for IDs ending in 7; marked
+/// `x-cart-forwarded` for IDs ending in 3; and one 300 ms stall when `stall_at` requests have been seen) and `GET /api/order-details` with a
 /// chunked 200. Returns its address and the number of connections it accepted.
 async fn server(stall_at: u64) -> (String, Arc<AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -59,9 +59,14 @@ async fn server(stall_at: u64) -> (String, Arc<AtomicU64>) {
                         } else {
                             "201 Created"
                         };
+                        let forwarded = if text.contains("3\"") {
+                            "X-Cart-Forwarded: 1\r\n"
+                        } else {
+                            ""
+                        };
                         let payload = r#"{"success":true}"#;
                         format!(
-                            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+                            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{forwarded}Content-Length: {}\r\n\r\n{payload}",
                             payload.len()
                         )
                     } else {
@@ -104,6 +109,48 @@ async fn closed_loop_counts_statuses_and_reuses_connections() {
     assert_eq!(accepted.load(Ordering::Relaxed), 8);
     assert!(report.create.value_at_quantile(0.5) <= report.create.value_at_quantile(0.99));
     assert!(report.throughput() > 0.0);
+    // T-3, T-13, …, T-193 were marked as relayed by another instance.
+    assert_eq!(report.forwarded, 20);
+}
+
+#[tokio::test]
+async fn an_id_filter_skips_the_ids_it_rejects() {
+    let (addr, _) = server(u64::MAX).await;
+    let mut config = LoadConfig::new(addr);
+    config.connections = 4;
+    config.mode = Mode::Closed;
+    config.duration = Duration::from_secs(10);
+    config.max_requests = Some(200);
+    config.id_prefix = "F-".into();
+    // The server refuses IDs ending in 7: never send them.
+    config.id_filter = Some(load::IdFilter::new(|id| !id.ends_with('7')));
+    let report = load::run(config).await.expect("run");
+    assert_eq!(report.sent, 200);
+    assert_eq!(report.created, 200, "{}", report.summary());
+    assert!(report.errors.is_empty(), "{}", report.summary());
+    // The first 200 accepted counters are 0..=221 without those ending in 7.
+    let expected = (0..=221_u64)
+        .filter(|n| n % 10 != 7)
+        .filter(|n| n % 10 == 3)
+        .count() as u64;
+    assert_eq!(report.forwarded, expected);
+}
+
+#[tokio::test]
+async fn a_filter_that_accepts_nothing_stops_the_run_with_an_error() {
+    let (addr, _) = server(u64::MAX).await;
+    let mut config = LoadConfig::new(addr);
+    config.connections = 2;
+    config.duration = Duration::from_secs(10);
+    config.id_filter = Some(load::IdFilter::new(|_| false));
+    let report = load::run(config).await.expect("run");
+    assert_eq!(report.sent, 0);
+    assert_eq!(
+        report.errors.get("no ID accepted by the filter"),
+        Some(&2),
+        "{}",
+        report.summary()
+    );
 }
 
 #[tokio::test]

@@ -8,8 +8,9 @@
 //! It builds the three service binaries in release mode, starts the embedded broker (Nisshi by
 //! default, `--broker tansu` for the former one; SQLite storage) in a
 //! temporary directory and the real binaries as processes on free ports, then runs the phases
-//! (`bench::phases`: start-up, idle, end-to-end at fixed rates, CartService closed loop, the
-//! broker's raw produce and consume ceilings, OrderService catch-up on N orders, the topic ID
+//! (`bench::phases`: start-up, idle, end-to-end at fixed rates, CartService closed loop, three
+//! CartService instances in one group (forwarding's cost, their aggregate), the broker's raw
+//! produce and consume ceilings, OrderService catch-up on N orders, the topic ID
 //! scan, CartService start-up on N orders) while sampling each process's CPU and RSS from
 //! `/proc`. It writes `bench/results/results.json`, `bench/results/latency.png` and
 //! `BENCHMARKS.md` (`bench::report`). Why each phase is run the way it is, is written next to

@@ -15,6 +15,7 @@ mod closed_loop;
 mod latency;
 mod perf;
 mod restarts;
+mod scale_out;
 mod startup;
 
 use std::future::Future;
@@ -78,6 +79,7 @@ pub async fn run(bench: &Bench<'_>, r: &mut Results) -> anyhow::Result<()> {
     latency::end_to_end_at_fixed_rates(bench, &stack, r).await?;
     latency::read_a_cart_record(&stack, r).await?;
     closed_loop::cart_service_closed_loop(bench, &mut stack, r).await?;
+    scale_out::three_instances(bench, &stack, r).await?;
     ceilings::raw_produce_and_consume(bench, &stack, r).await?;
     let mut catchup = restarts::order_service_catchup(bench, &stack, r).await?;
     restarts::topic_id_scan(&stack, &catchup, r).await?;

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{CartLoaded, Catchup, PhaseUsage, Results, Scan};
+use super::{
+    CartLoaded, Catchup, PhaseUsage, Results, ScaleOut, ScaleOutRatios, ScaleOutRun, Scan,
+};
 use crate::load::{self, LoadReport};
 use crate::procstat::Usage;
 use crate::raw::{ConsumeResult, ProduceResult};
@@ -33,6 +35,7 @@ pub struct ResultsFile<'a> {
     cart_startup_loaded_seconds: Option<f64>,
     cart_index: Option<CartIndexJson>,
     usage: Vec<UsageJson<'a>>,
+    scale_out: Option<ScaleOutJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     failure: Option<String>,
 }
@@ -72,7 +75,111 @@ impl<'a> ResultsFile<'a> {
             cart_startup_loaded_seconds: r.cart_loaded.map(|l| l.ready.as_secs_f64()),
             cart_index: r.cart_loaded.map(CartIndexJson::from),
             usage: r.usages.iter().map(UsageJson::from).collect(),
+            scale_out: r
+                .scale_out
+                .as_ref()
+                .map(|s| ScaleOutJson::new(s, r.closed_loop.as_ref())),
             failure: failure.map(|e| format!("{e:#}")),
+        }
+    }
+}
+
+/// Three CartService instances: who owns what, the four closed loops, and the ratios the
+/// issue asks for (within this run).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ScaleOutJson<'a> {
+    instances: usize,
+    partitions: i32,
+    settle_seconds: f64,
+    /// The owning instance of each partition (index: partition).
+    owners: &'a [usize],
+    to_owner: Option<ScaleOutRunJson<'a>>,
+    forwarded: Option<ScaleOutRunJson<'a>>,
+    three_instances_by_owner: Option<ScaleOutRunJson<'a>>,
+    three_instances_any_order: Option<ScaleOutRunJson<'a>>,
+    ratios: ScaleOutRatiosJson,
+}
+
+impl<'a> ScaleOutJson<'a> {
+    fn new(s: &'a ScaleOut, single: Option<&LoadReport>) -> Self {
+        let run = |x: &'a Option<ScaleOutRun>| x.as_ref().map(ScaleOutRunJson::from);
+        ScaleOutJson {
+            instances: s.instances,
+            partitions: s.partitions,
+            settle_seconds: s.settle.as_secs_f64(),
+            owners: &s.owners,
+            to_owner: run(&s.to_owner),
+            forwarded: run(&s.forwarded),
+            three_instances_by_owner: run(&s.spread_by_owner),
+            three_instances_any_order: run(&s.spread_any),
+            ratios: s.ratios(single).into(),
+        }
+    }
+}
+
+/// One closed loop: the load generator's report, then what the instances counted and what
+/// each process spent per acknowledged order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ScaleOutRunJson<'a> {
+    #[serde(flatten)]
+    load: serde_json::Value,
+    /// 201s that carried `x-cart-forwarded`.
+    forwarded_answers: u64,
+    /// `cart_forwarded_requests_total` increase over the instances, by outcome.
+    forwarded_by_outcome: BTreeMap<&'a str, f64>,
+    fenced_writes: f64,
+    cpu_ms_per_order: BTreeMap<&'a str, f64>,
+    processes: Vec<ProcessUsageJson<'a>>,
+}
+
+impl<'a> From<&'a ScaleOutRun> for ScaleOutRunJson<'a> {
+    fn from(x: &'a ScaleOutRun) -> Self {
+        ScaleOutRunJson {
+            load: x.report.to_json(),
+            forwarded_answers: x.report.forwarded,
+            forwarded_by_outcome: x
+                .forwarded_by_outcome
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect(),
+            fenced_writes: x.fenced,
+            cpu_ms_per_order: x.cpu_ms_per_order().into_iter().collect(),
+            processes: x
+                .usage
+                .iter()
+                .map(|(name, usage)| ProcessUsageJson::new(name, usage))
+                .collect(),
+        }
+    }
+}
+
+/// The ratios, `null` when a side was not measured.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ScaleOutRatiosJson {
+    /// Forwarded / to the owner.
+    forwarded_vs_owner_throughput: Option<f64>,
+    forwarded_vs_owner_p50: Option<f64>,
+    forwarded_vs_owner_p99: Option<f64>,
+    /// The closed-loop phase's single instance.
+    single_instance_throughput: Option<f64>,
+    /// Three instances (by owner) / the single instance.
+    three_vs_one_throughput: Option<f64>,
+    /// Three instances (any order) / the single instance.
+    three_any_order_vs_one_throughput: Option<f64>,
+}
+
+impl From<ScaleOutRatios> for ScaleOutRatiosJson {
+    fn from(x: ScaleOutRatios) -> Self {
+        ScaleOutRatiosJson {
+            forwarded_vs_owner_throughput: x.forwarded_vs_owner_throughput,
+            forwarded_vs_owner_p50: x.forwarded_vs_owner_p50,
+            forwarded_vs_owner_p99: x.forwarded_vs_owner_p99,
+            single_instance_throughput: x.single_instance_throughput,
+            three_vs_one_throughput: x.three_vs_one_throughput,
+            three_any_order_vs_one_throughput: x.three_any_order_vs_one_throughput,
         }
     }
 }
@@ -265,12 +372,12 @@ impl<'a> ProcessUsageJson<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Duration;
 
     use super::*;
     use crate::load::{new_histogram, Mode};
-    use crate::report::{CartLoaded, Ceilings};
+    use crate::report::{CartLoaded, Ceilings, ScaleOut, ScaleOutRun};
 
     fn histogram() -> hdrhistogram::Histogram<u64> {
         let mut h = new_histogram();
@@ -286,6 +393,7 @@ mod tests {
             connections: 16,
             sent: 3,
             created: 3,
+            forwarded: 0,
             followed: 3,
             elapsed: Duration::from_secs(1),
             create: histogram(),
@@ -296,7 +404,7 @@ mod tests {
     }
 
     /// Every phase measured, as after a whole run.
-    fn full_results() -> Results {
+    pub(in crate::report) fn full_results() -> Results {
         let produce = ProduceResult {
             records: 1_000,
             elapsed: Duration::from_secs(1),
@@ -354,7 +462,38 @@ mod tests {
                 phase: "idle (5 s)".into(),
                 by_process: vec![("broker".into(), Usage::default())],
             }],
+            scale_out: Some(scale_out()),
             profiles: Vec::new(),
+        }
+    }
+
+    fn scale_out_run(forwarded: u64) -> ScaleOutRun {
+        let mut report = load_report(Mode::Closed);
+        report.forwarded = forwarded;
+        ScaleOutRun {
+            report,
+            usage: vec![(
+                "cart-service-0".into(),
+                Usage {
+                    cpu_time: Duration::from_millis(6),
+                    ..Usage::default()
+                },
+            )],
+            forwarded_by_outcome: vec![("forwarded".into(), forwarded as f64)],
+            fenced: 0.0,
+        }
+    }
+
+    fn scale_out() -> ScaleOut {
+        ScaleOut {
+            instances: 3,
+            partitions: 3,
+            settle: Duration::from_secs(4),
+            owners: vec![2, 0, 1],
+            to_owner: Some(scale_out_run(0)),
+            forwarded: Some(scale_out_run(3)),
+            spread_by_owner: Some(scale_out_run(0)),
+            spread_any: None,
         }
     }
 
@@ -393,8 +532,33 @@ mod tests {
                 "cartStartupLoadedSeconds",
                 "cartIndex",
                 "usage",
+                "scaleOut",
             ]
         );
+        assert_eq!(
+            keys(&v["scaleOut"]),
+            [
+                "instances",
+                "partitions",
+                "settleSeconds",
+                "owners",
+                "toOwner",
+                "forwarded",
+                "threeInstancesByOwner",
+                "threeInstancesAnyOrder",
+                "ratios",
+            ]
+        );
+        assert_eq!(v["scaleOut"]["owners"], serde_json::json!([2, 0, 1]));
+        assert!(v["scaleOut"]["threeInstancesAnyOrder"].is_null(), "{v}");
+        let run = &v["scaleOut"]["forwarded"];
+        assert_eq!(run["throughput"], 3.0, "the load report's keys: {run}");
+        assert_eq!(run["forwardedAnswers"], 3);
+        assert_eq!(run["cpuMsPerOrder"]["cart-service-0"], 2.0);
+        let ratios = &v["scaleOut"]["ratios"];
+        assert_eq!(ratios["forwardedVsOwnerThroughput"], 1.0);
+        assert_eq!(ratios["threeVsOneThroughput"], 1.0);
+        assert!(ratios["threeAnyOrderVsOneThroughput"].is_null(), "{ratios}");
         assert_eq!(
             keys(&v["rawProduce"]),
             ["records", "seconds", "rate", "window", "ackP50Ms", "ackP99Ms"]

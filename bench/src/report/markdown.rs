@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 
-use super::Results;
+use super::{cpu_ms_per_order, Results, ScaleOutRun};
 use crate::load::{self, LoadReport, Mode};
 use crate::settings::{Settings, FETCH_WAIT_MAX_MS};
 
@@ -31,6 +31,7 @@ pub(super) fn report(
     throughput(&mut md, r);
     record_size(&mut md, r);
     latency(&mut md, r, plotted);
+    scale_out(&mut md, r);
     startup(&mut md, r);
     resources(&mut md, r);
     let _ = writeln!(md, "## Method\n");
@@ -318,6 +319,180 @@ fn latency(md: &mut String, r: &Results, plotted: bool) {
     }
 }
 
+/// The phase of the single-instance closed loop in `r.usages`.
+const CLOSED_LOOP_PHASE: &str = "CartService closed loop";
+
+fn ratio_text(x: Option<f64>) -> String {
+    x.map_or_else(|| "–".to_string(), |x| format!("{x:.2}"))
+}
+
+/// Three CartService instances: forwarding's cost and the aggregate, set against the single
+/// instance of the same run.
+fn scale_out(md: &mut String, r: &Results) {
+    let Some(s) = &r.scale_out else { return };
+    let _ = writeln!(
+        md,
+        "## Scale-out: three instances
+"
+    );
+    let owners: Vec<String> = s
+        .owners
+        .iter()
+        .enumerate()
+        .map(|(p, i)| format!("{p} → instance {i}"))
+        .collect();
+    let _ = writeln!(
+        md,
+        "{} CartService instances (release binaries, one consumer group, each its own port and \
+         `DATA_DIR`) on the same broker, registry and cores; OrderService and the single instance \
+         stopped. Every one of the {} partitions was owned, spread over the instances, {:.1} s after \
+         they were spawned. Owners (a probe create per partition and instance: only the owner \
+         answers without `x-cart-forwarded`): {}. Closed loops, as many connections in all as the \
+         single instance had.\n",
+        s.instances,
+        s.partitions,
+        s.settle.as_secs_f64(),
+        owners.join(", ")
+    );
+    let mine = s.owned_by(0);
+    let theirs: Vec<i32> = (0..s.partitions).filter(|p| !mine.contains(p)).collect();
+    let _ = writeln!(
+        md,
+        "| run | sent to | orders/s | p50 ms | p99 ms | max ms | 201s forwarded | instances counted (forwarded / moving 503 / unreachable / fenced) | errors |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    if let Some(x) = &r.closed_loop {
+        let _ = writeln!(
+            md,
+            "| single instance (closed-loop phase) | the one instance, any order | {:.0} | {} | {} | {:.2} | – | – | {} |",
+            x.throughput(),
+            pct(&x.create, 50.0),
+            pct(&x.create, 99.0),
+            x.create.max() as f64 / 1e3,
+            errors(x)
+        );
+    }
+    let runs: [(&str, String, &Option<ScaleOutRun>); 4] = [
+        (
+            "**to the owner**",
+            format!("instance 0, orders of partitions {mine:?} (its own)"),
+            &s.to_owner,
+        ),
+        (
+            "**forwarded**",
+            format!("instance 0, orders of partitions {theirs:?} (the others')"),
+            &s.forwarded,
+        ),
+        (
+            "three instances, by owner",
+            "each instance, orders of its own partitions".into(),
+            &s.spread_by_owner,
+        ),
+        (
+            "three instances, any order",
+            "each instance, any order (about 2/3 forwarded)".into(),
+            &s.spread_any,
+        ),
+    ];
+    for (label, target, run) in &runs {
+        let Some(run) = run else { continue };
+        let x = &run.report;
+        let outcome = |name: &str| {
+            run.forwarded_by_outcome
+                .iter()
+                .find(|(k, _)| k == name)
+                .map_or(0.0, |(_, v)| *v)
+        };
+        let _ = writeln!(
+            md,
+            "| {label}, {} conns | {target} | {:.0} | {} | {} | {:.2} | {} | {:.0} / {:.0} / {:.0} / {:.0} | {} |",
+            x.connections,
+            x.throughput(),
+            pct(&x.create, 50.0),
+            pct(&x.create, 99.0),
+            x.create.max() as f64 / 1e3,
+            x.forwarded,
+            outcome("forwarded"),
+            outcome("moving"),
+            outcome("unreachable"),
+            run.fenced,
+            errors(x)
+        );
+    }
+    let ratios = s.ratios(r.closed_loop.as_ref());
+    let _ = writeln!(
+        md,
+        "\nRatios within this run: **forwarded / to the owner**: throughput {}, p50 {}, p99 {}. \
+         **Three instances / one** (the closed-loop phase's {} orders/s): throughput {} with each \
+         instance sent its own partitions' orders, {} with any order to any instance.\n",
+        ratio_text(ratios.forwarded_vs_owner_throughput),
+        ratio_text(ratios.forwarded_vs_owner_p50),
+        ratio_text(ratios.forwarded_vs_owner_p99),
+        ratios
+            .single_instance_throughput
+            .map_or_else(|| "–".to_string(), |x| format!("{x:.0}")),
+        ratio_text(ratios.three_vs_one_throughput),
+        ratio_text(ratios.three_any_order_vs_one_throughput),
+    );
+    cpu_per_order(md, r, &runs);
+}
+
+/// CPU milliseconds per acknowledged order, by process, for the single instance and each
+/// scale-out run.
+fn cpu_per_order(md: &mut String, r: &Results, runs: &[(&str, String, &Option<ScaleOutRun>)]) {
+    let mut columns: Vec<(String, Vec<(&str, f64)>)> = Vec::new();
+    if let (Some(x), Some(u)) = (
+        &r.closed_loop,
+        r.usages.iter().find(|u| u.phase == CLOSED_LOOP_PHASE),
+    ) {
+        columns.push((
+            "single instance".into(),
+            cpu_ms_per_order(&u.by_process, x.created),
+        ));
+    }
+    for (label, _, run) in runs {
+        if let Some(run) = run {
+            columns.push((label.replace("**", ""), run.cpu_ms_per_order()));
+        }
+    }
+    if columns.is_empty() {
+        return;
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for (_, cells) in &columns {
+        for (name, _) in cells {
+            if !names.contains(name) {
+                names.push(name);
+            }
+        }
+    }
+    let _ = writeln!(
+        md,
+        "CPU per acknowledged order, ms (user + system CPU of the process during the run / creates \
+         answered 201; the forwarded run's orders are counted once, at instance 0):\n"
+    );
+    let header: Vec<&str> = columns.iter().map(|(label, _)| label.as_str()).collect();
+    let _ = writeln!(md, "| process | {} |", header.join(" | "));
+    let _ = writeln!(md, "| --- |{}", " --- |".repeat(columns.len()));
+    for name in &names {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|(_, cells)| {
+                cells
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or_else(|| "–".to_string(), |(_, v)| format!("{v:.3}"))
+            })
+            .collect();
+        let _ = writeln!(md, "| {name} | {} |", cells.join(" | "));
+    }
+    let totals: Vec<String> = columns
+        .iter()
+        .map(|(_, cells)| format!("**{:.3}**", cells.iter().map(|(_, v)| v).sum::<f64>()))
+        .collect();
+    let _ = writeln!(md, "| all | {} |\n", totals.join(" | "));
+}
+
 fn startup(md: &mut String, r: &Results) {
     let _ = writeln!(md, "## Start-up (process spawn → `/ready` 200)\n");
     let _ = writeln!(md, "| process | seconds |\n| --- | --- |");
@@ -408,20 +583,29 @@ connections (enough that 100 ms of latency does not queue in the generator), and
 OrderService for that order with `waitMs`; latency from the intended send time.\n\
 4. OrderService is stopped; CartService closed loop with {conns} connections ({num_items} items per order): \
 each connection sends its next create when the previous one is answered.\n\
-5. Raw ceilings, same run: {orders} order events are encoded with the contract crate (as CartService \
+5. Scale-out: three CartService instances in one consumer group (their own `DATA_DIR`s, ports and group), \
+started together; once each is ready and `cart_partitions_owned` sums to the partition count with every \
+instance owning one, a probe create per partition and instance finds each partition's owner (the only one \
+answering without `x-cart-forwarded`). Then closed loops of the same duration and {conns} connections: \
+instance 0 sent only orders of its own partitions (to the owner), then only orders of the others' \
+(forwarded: the generator skips IDs of other partitions, `partition_for` being Kafka's murmur2); then the \
+connections split evenly over the three instances, each sent only its own partitions' orders, then any \
+order.\n\
+6. Raw ceilings, same run: {orders} order events are encoded with the contract crate (as CartService \
 generates them: same key pattern, value size and headers) and produced by a raw rdkafka `FutureProducer` \
 configured as CartService's (acks=all, idempotence, max.in.flight 5, linger.ms {linger}) with {window} \
 records in flight, into a fresh 3-partition topic; first a smaller batch with only {conns} in flight (the \
 closed loop's concurrency) to show what concurrency alone allows. A raw `BaseConsumer` then assigns all \
 partitions from the beginning (`fetch.wait.max.ms` {fetch}) and counts the records.\n\
-6. A fresh OrderService (new `DATA_DIR`) on that topic: timed from spawn until its \
+7. A fresh OrderService (new `DATA_DIR`) on that topic: timed from spawn until its \
 `order_events_applied_total` reaches {orders}; the ingest rate counts from `/ready` (partitions assigned), \
 like the raw consumer's from its assignment. Then `getAllOrderIdsFromTopic` on it, one request, timed.\n\
-7. A fresh CartService on that topic with an empty `DATA_DIR`, timed from spawn to `/ready` (it builds its order index from every record first); then stopped (SIGTERM) and started again on the same `DATA_DIR`, timed the same way, with the records it read again (`cart_index_records_read_total`).\n\
-8. During each phase a thread samples `/proc/<pid>/stat` and `/status` of every process every 100 ms.\n\
+8. A fresh CartService on that topic with an empty `DATA_DIR`, timed from spawn to `/ready` (it builds its order index from every record first); then stopped (SIGTERM) and started again on the same `DATA_DIR`, timed the same way, with the records it read again (`cart_index_records_read_total`).\n\
+9. During each phase a thread samples `/proc/<pid>/stat` and `/status` of every process every 100 ms.\n\
 \n\
 Ratios: CartService closed-loop throughput / raw produce ceiling; OrderService ingest / raw consume ceiling; \
-scan time / raw consume time.\n",
+scan time / raw consume time; scale-out: forwarded / to the owner, three instances / the single \
+instance.\n",
         broker = settings.broker,
         linger = settings.linger_ms,
         fetch = FETCH_WAIT_MAX_MS,
@@ -439,4 +623,56 @@ scan time / raw consume time.\n",
         orders = settings.orders,
         window = settings.raw_window,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::json::tests::full_results;
+
+    #[test]
+    fn the_scale_out_section_shows_each_run_the_ratios_and_cpu_per_order() {
+        let r = full_results();
+        let mut md = String::new();
+        scale_out(&mut md, &r);
+        assert!(md.starts_with("## Scale-out: three instances\n"), "{md}");
+        assert!(
+            md.contains("0 → instance 2, 1 → instance 0, 2 → instance 1"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| **to the owner**, 16 conns | instance 0, orders of partitions [1] (its own) | 3 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| **forwarded**, 16 conns | instance 0, orders of partitions [0, 2] (the others') | 3 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| single instance (closed-loop phase) |"),
+            "{md}"
+        );
+        assert!(
+            !md.contains("three instances, any order,"),
+            "not measured: {md}"
+        );
+        assert!(md.contains("throughput 1.00, p50 1.00, p99 1.00"), "{md}");
+        assert!(
+            md.contains("| process | to the owner | forwarded | three instances, by owner |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| cart-service-0 | 2.000 | 2.000 | 2.000 |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn no_scale_out_section_without_the_phase() {
+        let mut r = full_results();
+        r.scale_out = None;
+        let mut md = String::new();
+        scale_out(&mut md, &r);
+        assert!(md.is_empty(), "{md}");
+    }
 }

@@ -39,6 +39,8 @@ pub struct Results {
     pub catchup: Catchup,
     pub scan: Option<Scan>,
     pub cart_loaded: Option<CartLoaded>,
+    /// Three CartService instances in one group (`None`: not measured).
+    pub scale_out: Option<ScaleOut>,
     /// CPU and memory of each process during each sampled phase.
     pub usages: Vec<PhaseUsage>,
     /// `perf` summaries (or why there is none), by process.
@@ -110,8 +112,113 @@ pub struct CartLoaded {
     pub reread: f64,
 }
 
-/// Usage of each sampled process during one phase.
+/// Three CartService instances sharing the topic's partitions: forwarding's cost, and what
+/// three instances serve together on the same cores.
 #[derive(Default)]
+pub struct ScaleOut {
+    pub instances: usize,
+    pub partitions: i32,
+    /// Spawn of the instances → every partition owned and spread over them.
+    pub settle: Duration,
+    /// The instance owning each partition (index: partition), as the probes found it.
+    pub owners: Vec<usize>,
+    /// Instance 0, only orders of its own partitions.
+    pub to_owner: Option<ScaleOutRun>,
+    /// Instance 0, only orders of partitions the others own: each one forwarded.
+    pub forwarded: Option<ScaleOutRun>,
+    /// Every instance at once, each sent only orders of its own partitions.
+    pub spread_by_owner: Option<ScaleOutRun>,
+    /// Every instance at once, each sent any order (as behind a plain load balancer).
+    pub spread_any: Option<ScaleOutRun>,
+}
+
+impl ScaleOut {
+    /// Partitions owned by `instance`.
+    pub fn owned_by(&self, instance: usize) -> Vec<i32> {
+        (0..self.partitions)
+            .zip(&self.owners)
+            .filter(|(_, owner)| **owner == instance)
+            .map(|(p, _)| p)
+            .collect()
+    }
+}
+
+/// The ratios of the scale-out phase, within one run (`None`: a side was not measured).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScaleOutRatios {
+    /// Forwarded / to the owner: throughput, p50, p99 of create → 201.
+    pub forwarded_vs_owner_throughput: Option<f64>,
+    pub forwarded_vs_owner_p50: Option<f64>,
+    pub forwarded_vs_owner_p99: Option<f64>,
+    /// The closed-loop phase's single instance, orders/s.
+    pub single_instance_throughput: Option<f64>,
+    /// Three instances, each sent its own partitions' orders / the single instance.
+    pub three_vs_one_throughput: Option<f64>,
+    /// Three instances, any order to any instance / the single instance.
+    pub three_any_order_vs_one_throughput: Option<f64>,
+}
+
+impl ScaleOut {
+    /// The ratios, `single` being the closed-loop phase's single instance.
+    pub fn ratios(&self, single: Option<&LoadReport>) -> ScaleOutRatios {
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        let throughput = |x: &Option<ScaleOutRun>| x.as_ref().map(|x| x.report.throughput());
+        let at = |x: &Option<ScaleOutRun>, p: f64| {
+            x.as_ref()
+                .filter(|x| !x.report.create.is_empty())
+                .map(|x| crate::load::ms_at(&x.report.create, p))
+        };
+        let single = single.map(LoadReport::throughput);
+        ScaleOutRatios {
+            forwarded_vs_owner_throughput: ratio(
+                throughput(&self.forwarded),
+                throughput(&self.to_owner),
+            ),
+            forwarded_vs_owner_p50: ratio(at(&self.forwarded, 50.0), at(&self.to_owner, 50.0)),
+            forwarded_vs_owner_p99: ratio(at(&self.forwarded, 99.0), at(&self.to_owner, 99.0)),
+            single_instance_throughput: single,
+            three_vs_one_throughput: ratio(throughput(&self.spread_by_owner), single),
+            three_any_order_vs_one_throughput: ratio(throughput(&self.spread_any), single),
+        }
+    }
+}
+
+/// One closed loop of the scale-out phase.
+pub struct ScaleOutRun {
+    pub report: LoadReport,
+    /// What each sampled process used during it.
+    pub usage: Vec<(String, Usage)>,
+    /// Increase over the instances of `cart_forwarded_requests_total`, by outcome.
+    pub forwarded_by_outcome: Vec<(String, f64)>,
+    /// Increase over the instances of `cart_fenced_writes_total`.
+    pub fenced: f64,
+}
+
+impl ScaleOutRun {
+    /// CPU milliseconds per acknowledged (201) order of each process.
+    pub fn cpu_ms_per_order(&self) -> Vec<(&str, f64)> {
+        cpu_ms_per_order(&self.usage, self.report.created)
+    }
+}
+
+/// CPU milliseconds per order of each process, given their usage while `orders` were created.
+pub fn cpu_ms_per_order(usage: &[(String, Usage)], orders: u64) -> Vec<(&str, f64)> {
+    usage
+        .iter()
+        .map(|(name, u)| {
+            (
+                name.as_str(),
+                u.cpu_time.as_secs_f64() * 1e3 / (orders.max(1) as f64),
+            )
+        })
+        .collect()
+}
+
+/// Usage of each sampled process during one phase.
+#[derive(Default, Clone)]
 pub struct PhaseUsage {
     pub phase: String,
     pub by_process: Vec<(String, Usage)>,
