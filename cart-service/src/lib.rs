@@ -137,6 +137,10 @@ impl Application {
         let forwarder = reqwest::Client::builder()
             .timeout(timeout + Duration::from_secs(2))
             .connect_timeout(Duration::from_secs(2))
+            // Idle connections to other instances are dropped before the owner's keep-alive
+            // (actix-web's 5 s) can close them under a request being sent: such a request
+            // fails, and a create cannot be retried blindly.
+            .pool_idle_timeout(Duration::from_secs(2))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the forwarding client")?;

@@ -80,7 +80,11 @@ pub(crate) async fn forward(
         Ok(answer) => answer,
         Err(e) => {
             metrics.with_label_values(&["unreachable"]).inc();
-            tracing::warn!(partition, owner, error = %e, "the owner of a partition did not answer");
+            let cause = std::iter::successors(std::error::Error::source(&e), |e| e.source())
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(": ");
+            tracing::warn!(partition, owner, error = %e, cause, "the owner of a partition did not answer");
             return unavailable(format!(
                 "The CartService instance that owns this order's partition ({partition}) did not \
                  answer; retry shortly"
