@@ -212,7 +212,7 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM: stops accepting, finishes in-flight requests (each waits
-    /// for its acknowledgement), then flushes the producer. Returns an error, after stopping
+    /// for its acknowledgement), flushes the producer, then leaves the partition group. Returns an error, after stopping
     /// the server, when start-up met a problem that retrying cannot fix.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
@@ -243,6 +243,15 @@ impl Application {
             }
         };
         state.publisher.flush(Duration::from_secs(10));
+        // Leave the group before the process ends (its partitions move at once), bounded: a
+        // broker that is away cannot hold the shutdown.
+        drop(_alive);
+        if tokio::time::timeout(Duration::from_secs(5), state.ownership.left())
+            .await
+            .is_err()
+        {
+            tracing::warn!("leaving the partition-ownership group took longer than 5 s");
+        }
         result
     }
 }

@@ -74,6 +74,9 @@ pub(crate) struct Ownership {
     joined: AtomicBool,
     /// Bumped whenever ownership changes here (start-up waits on it).
     changed: watch::Sender<u64>,
+    /// Whether this instance is a member of the group: `Some(true)` while it is, `Some(false)`
+    /// once it left, `None` if it never joined.
+    member: watch::Sender<Option<bool>>,
     metrics: OwnMetrics,
 }
 
@@ -138,6 +141,7 @@ impl Ownership {
             owners: Mutex::default(),
             joined: AtomicBool::new(false),
             changed: watch::channel(0).0,
+            member: watch::channel(None).0,
             metrics,
         }
     }
@@ -198,6 +202,19 @@ impl Ownership {
         let mut changed = self.changed.subscribe();
         while !self.settled() {
             if changed.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits until the group member has left the group (at once if it never joined): a
+    /// stopping service waits for this, so that its partitions move at once instead of after
+    /// the session timeout (a static member, `CART_INSTANCE_ID`, stays in the group: its
+    /// restart takes its partitions back).
+    pub(crate) async fn left(&self) {
+        let mut member = self.member.subscribe();
+        while *member.borrow_and_update() == Some(true) {
+            if member.changed().await.is_err() {
                 return;
             }
         }
@@ -506,12 +523,14 @@ pub(crate) fn join(
         ownership,
         commands,
     };
+    let member = context.ownership.member.clone();
     let consumer: BaseConsumer<GroupContext> = config
         .create_with_context(context)
         .context("creating the partition-ownership group member")?;
     consumer
         .subscribe(&[topic])
         .context("joining the partition-ownership group")?;
+    member.send_replace(Some(true));
     std::thread::Builder::new()
         .name("cart-group".into())
         .spawn(move || {
@@ -525,7 +544,8 @@ pub(crate) fn join(
             consumer.unsubscribe();
             let _ = consumer.poll(Duration::from_millis(100));
             drop(consumer);
-            tracing::debug!("left the partition-ownership group");
+            member.send_replace(Some(false));
+            tracing::info!("left the partition-ownership group");
         })
         .context("starting the group member's thread")?;
     Ok(())
