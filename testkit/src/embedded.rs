@@ -135,6 +135,12 @@ impl Distribution {
             .args(["--advertised-listener-url", &listener])
             .args(["--storage-engine", "sqlite://broker.db"])
             .current_dir(data_dir);
+        if *self == NISSHI {
+            // Kafka's `group.initial.rebalance.delay.ms` (3 s by default) holds the first
+            // assignment of an empty group: every CartService start would wait for it. A
+            // development broker does without, as docker-compose.yml's Kafka does.
+            command.args(["--group-initial-rebalance-delay", "0s"]);
+        }
         command
     }
 
