@@ -173,6 +173,13 @@ impl Log {
         verdict
     }
 
+    /// Whether the claim at `offset` of `partition` (already passed) took effect.
+    fn took_effect(&self, partition: i32, offset: i64) -> bool {
+        self.history
+            .get(&partition)
+            .is_some_and(|claims| claims.contains(&offset))
+    }
+
     /// The claim that was in effect at `offset` (already passed).
     fn in_effect_at(&self, partition: i32, offset: i64) -> Option<i64> {
         self.history
@@ -545,6 +552,8 @@ impl Follower {
         let mut acked = Vec::with_capacity(BATCH);
         let mut stored = log.next.clone();
         let mut stages: HashMap<i32, Stage> = HashMap::new();
+        // The claims this process appended (one per claim attempt: bounded by rebalances).
+        let mut ours: std::collections::HashSet<(i32, i64)> = std::collections::HashSet::new();
         let (appended_tx, mut appended) = mpsc::unbounded_channel::<(i32, i64)>();
         loop {
             let mut out = Outcome::default();
@@ -566,9 +575,15 @@ impl Follower {
                     self.command(command, &consumer, &mut log, &mut stages).await;
                 }
                 Some((partition, offset)) = appended.recv() => {
+                    ours.insert((partition, offset));
                     if stages.get(&partition) == Some(&Stage::Appending) {
                         stages.insert(partition, Stage::Verifying(offset));
-                        log.read_to(partition, offset + 1);
+                        if log.next(partition) > offset {
+                            // Already read past it (a hole): the history knows its outcome.
+                            out.claims.push((partition, offset, log.took_effect(partition, offset)));
+                        } else {
+                            log.read_to(partition, offset + 1);
+                        }
                     }
                 }
                 chunk = chunks.next() => {
@@ -608,6 +623,24 @@ impl Follower {
             let mut won = Vec::new();
             for (partition, offset, took_effect) in out.claims.drain(..) {
                 if stages.get(&partition) != Some(&Stage::Verifying(offset)) {
+                    if !took_effect {
+                        continue;
+                    }
+                    if ours.contains(&(partition, offset)) {
+                        // An earlier attempt of ours took effect late: the partition is ours
+                        // under that claim, if the group still assigns it here.
+                        if self.ownership.assigned_here(partition) {
+                            won.push((partition, offset));
+                            stages.remove(&partition);
+                        }
+                    } else if self.ownership.superseded(partition, offset) {
+                        tracing::warn!(
+                            partition,
+                            claim = offset,
+                            "another instance's claim of a partition owned here took effect: \
+                             no more writes to it from here; its requests go to the owner map's owner"
+                        );
+                    }
                     continue;
                 }
                 if took_effect {

@@ -296,6 +296,24 @@ impl Ownership {
         owned
     }
 
+    /// Another instance's claim of `partition`, at `claim`, took effect: if this instance held
+    /// the partition under an older claim, it no longer does (its writes there would not count;
+    /// requests go to the owner the owner map names). Returns whether it held it.
+    pub(crate) fn superseded(&self, partition: i32, claim: i64) -> bool {
+        let lost = {
+            let mut held = self.held();
+            let lost = matches!(held.get(&partition), Some(Some(ours)) if *ours != claim);
+            if lost {
+                held.remove(&partition);
+            }
+            lost
+        };
+        if lost {
+            self.notify();
+        }
+        lost
+    }
+
     /// A claim of `partition` lost to another (or could not be appended).
     pub(crate) fn claim_failed(&self, lost: bool) {
         let outcome = if lost { "lost" } else { "failed" };
@@ -602,6 +620,9 @@ mod tests {
         assert!(!own.claimed(0, 9), "a claim finishing after the revocation");
         assert!(own.holds(1, 3) && !own.holds(1, 2));
         assert_eq!(own.partitions(), (vec![1], vec![]));
+        assert!(!own.superseded(1, 3), "its own claim");
+        assert!(own.superseded(1, 8), "another's newer claim");
+        assert_eq!(own.partitions(), (vec![], vec![]));
     }
 
     #[test]
