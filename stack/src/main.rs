@@ -312,7 +312,11 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
                 "stack: building the services (release; the first build takes a few minutes)"
             );
             process::build_release(&SERVICES)?;
-            root().join("target").join("release")
+            // Where cargo just put them: `CARGO_TARGET_DIR` (relative to the workspace, where
+            // the build ran) when set, else the workspace's `target`.
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| root().join("target"), |dir| root().join(dir))
+                .join("release")
         }
     };
     process::require_binaries(&bin_dir, &SERVICES)?;
