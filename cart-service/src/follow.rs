@@ -113,9 +113,9 @@ struct Log {
     read_until: HashMap<i32, i64>,
     /// The checkpoint of each partition with records ahead, as of the last check.
     quiet: HashMap<i32, i64>,
-    fences: HashMap<i32, Fence>,
-    /// The claims that took effect, in offset order, per partition, since start: which one was
-    /// in effect at an offset already passed.
+    /// The claims that took effect, in offset order, per partition, since the stored one: the
+    /// last is the partition's fence, and the others say which was in effect at an offset
+    /// already passed.
     history: HashMap<i32, Vec<i64>>,
 }
 
@@ -126,7 +126,6 @@ impl Log {
             ..Log::default()
         };
         for (partition, claim) in claims {
-            log.fences.insert(*partition, Fence::new(Some(*claim)));
             log.history.insert(*partition, vec![*claim]);
         }
         log
@@ -148,11 +147,18 @@ impl Log {
         self.next.get(&partition).copied().unwrap_or(0)
     }
 
+    /// The claim in effect in `partition`, as of its checkpoint.
+    fn current(&self, partition: i32) -> Option<i64> {
+        self.history
+            .get(&partition)
+            .and_then(|claims| claims.last().copied())
+    }
+
     /// The claim in effect per partition (stored with the offsets).
     fn claims(&self) -> Vec<(i32, i64)> {
-        self.fences
+        self.history
             .iter()
-            .filter_map(|(p, fence)| fence.current().map(|claim| (*p, claim)))
+            .filter_map(|(p, claims)| claims.last().map(|claim| (*p, *claim)))
             .collect()
     }
 
@@ -164,8 +170,8 @@ impl Log {
 
     /// Applies a record in log order through the partition's fence.
     fn fence(&mut self, partition: i32, offset: i64, marked: Marked) -> Verdict {
-        let fence = self.fences.entry(partition).or_default();
-        let before = fence.current();
+        let before = self.current(partition);
+        let mut fence = Fence::new(before);
         let verdict = fence.judge(offset, marked);
         if let Some(now) = fence.current().filter(|now| Some(*now) != before) {
             self.history.entry(partition).or_default().push(now);
@@ -764,7 +770,7 @@ impl Follower {
                 continue;
             }
             *stage = Stage::Appending;
-            let supersedes = log.fences.get(partition).and_then(Fence::current);
+            let supersedes = log.current(*partition);
             let partition = *partition;
             let publisher = Arc::clone(&self.publisher);
             let ownership = Arc::clone(&self.ownership);
